@@ -1,0 +1,14 @@
+/* sparq: efficient generative transformer methods on the CPU.
+ * Include this for the whole public API. */
+#ifndef SPARQ_H
+#define SPARQ_H
+
+#include "sparq/status.h"
+#include "sparq/base.h"
+#include "sparq/tensor.h"
+#include "sparq/num.h"
+#include "sparq/io.h"
+#include "sparq/kernels.h"
+#include "sparq/data.h"
+
+#endif

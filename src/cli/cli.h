@@ -1,0 +1,65 @@
+/* Shared pieces of the sparq command: option parsing and the command table.
+ * Exit codes: 0 success, 1 a runtime or file error (one line on stderr),
+ * 2 a usage error (usage text on stderr). */
+#ifndef SPARQ_CLI_H
+#define SPARQ_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+typedef enum cli_opt_kind {
+  CLI_BOOL,   /* --name, no value; dst is bool* */
+  CLI_INT,    /* dst is int64_t*; min/max bound the value */
+  CLI_DOUBLE, /* dst is double*; min/max bound the value */
+  CLI_STRING, /* dst is const char** */
+  CLI_CHOICE  /* dst is const char**; value must be one of `choices` ("a|b|c") */
+} cli_opt_kind;
+
+typedef struct cli_opt {
+  const char *name; /* without the leading "--" */
+  cli_opt_kind kind;
+  void *dst;
+  double min, max;     /* CLI_INT / CLI_DOUBLE bounds, inclusive */
+  const char *choices; /* CLI_CHOICE */
+} cli_opt;
+
+/* Parses argv[first..argc) into the options and up to max_positional
+ * positional arguments. Accepts "--name value" and "--name=value"; "--" ends
+ * the options. On error prints "sparq CMD: what" plus the usage of `command`
+ * and returns CLI_USAGE. */
+int cli_parse(const char *command, int argc, char **argv, int first, const cli_opt *opts, int nopts,
+              const char **positional, int max_positional, int *npositional);
+
+/* Prints "sparq: <message>" (the library's last error) on stderr; returns CLI_FAIL. */
+int cli_fail_last_error(void);
+/* Prints "sparq: <printf message>" on stderr; returns CLI_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the usage of one command on `stderr` (or stdout when to_stdout). */
+void cli_usage(const char *command, bool to_stdout);
+/* Creates a directory and its parents (mkdir -p); 0 on success, prints on failure. */
+int cli_mkdirs(const char *path);
+
+typedef struct cli_command {
+  const char *name;
+  int (*run)(int argc, char **argv); /* argv[0] is the command name */
+  const char *summary;
+  const char *usage; /* full help text */
+} cli_command;
+
+const cli_command *cli_find(const char *name);
+extern const cli_command cli_commands[];
+extern const int cli_command_count;
+
+int cli_inspect(int argc, char **argv);
+int cli_data(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_demo(int argc, char **argv);
+
+/* Used by demo to call other commands' work without re-parsing. */
+int cli_data_grid(const char *split, int64_t n, const char *out_png);
+int cli_bench_peak(void);
+int cli_bench_gemm(int64_t size, int64_t reps);
+
+#endif
