@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -59,7 +60,8 @@ int cli_demo(int argc, char **argv);
 
 /* Used by demo to call other commands' work without re-parsing. */
 int cli_data_grid(const char *split, int64_t n, const char *out_png);
-int cli_bench_peak(void);
-int cli_bench_gemm(int64_t size, int64_t reps);
+/* The benchmarks print to stdout and, when jsonl is not NULL, append one JSON line each. */
+int cli_bench_peak(FILE *jsonl);
+int cli_bench_gemm(int64_t size, int64_t reps, FILE *jsonl);
 
 #endif

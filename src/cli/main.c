@@ -22,11 +22,12 @@ const cli_command cli_commands[] = {
      "  Prints the size and a sample of the byte-level fortunes corpus.\n"
      "example: sparq data fashion-mnist --grid grid.png --n 64 --split test\n"},
     {"bench", cli_bench, "measure the machine's peak and sparq's kernels",
-     "usage: sparq bench peak [--seconds S]\n"
+     "usage: sparq bench peak [--jsonl FILE]\n"
      "  FP32 FMA, INT8 VNNI, BF16 dot and FP16 FMA rates at 1 and N threads.\n"
-     "       sparq bench gemm [--size N] [--reps R]\n"
+     "       sparq bench gemm [--size N] [--reps R] [--jsonl FILE]\n"
      "  N x N x N FP32 GEMM through sparq_sgemm: GFLOP/s and fraction of the\n"
-     "  FP32 peak measured at the same thread count.\n"
+     "  FP32 peak measured at the same thread count (default N 2048, R 10).\n"
+     "  --jsonl FILE appends the results as one JSON line.\n"
      "example: sparq --threads 2 bench gemm --size 2048\n"},
     {"demo", cli_demo, "the main job: run every finished capability on built-in data",
      "usage: sparq demo [--out DIR]\n"

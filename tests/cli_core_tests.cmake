@@ -1,0 +1,33 @@
+# The sparq command's own behaviour: version, help, usage errors, benches.
+function(sparq_cli_test name expect_rc)
+  cmake_parse_arguments(T "STDERR_ONE_LINE" "STDOUT_REGEX;STDERR_REGEX" "ARGS" ${ARGN})
+  # '|' separates the arguments because ';' would split the add_test command
+  string(JOIN "|" args ${T_ARGS})
+  set(defs -DPROG=$<TARGET_FILE:sparq_cli> "-DARGS=${args}" -DEXPECT_RC=${expect_rc})
+  if(DEFINED T_STDOUT_REGEX)
+    list(APPEND defs "-DSTDOUT_REGEX=${T_STDOUT_REGEX}")
+  endif()
+  if(DEFINED T_STDERR_REGEX)
+    list(APPEND defs "-DSTDERR_REGEX=${T_STDERR_REGEX}")
+  endif()
+  if(T_STDERR_ONE_LINE)
+    list(APPEND defs -DSTDERR_ONE_LINE=ON)
+  endif()
+  add_test(NAME cli_${name} COMMAND ${CMAKE_COMMAND} ${defs} -P ${CMAKE_CURRENT_SOURCE_DIR}/run_cli.cmake)
+endfunction()
+
+sparq_cli_test(version 0 ARGS --version STDOUT_REGEX "^sparq [0-9]+\\.[0-9]+\\.[0-9]+\n$")
+sparq_cli_test(help 0 ARGS help STDOUT_REGEX "commands:.*inspect.*data.*bench.*demo")
+sparq_cli_test(help_bench 0 ARGS help bench STDOUT_REGEX "sparq bench gemm")
+sparq_cli_test(no_command 2 ARGS --threads 1 STDERR_REGEX "usage: sparq")
+sparq_cli_test(unknown_command 2 ARGS frobnicate STDERR_REGEX "unknown command 'frobnicate'")
+sparq_cli_test(unknown_flag 2 ARGS bench gemm --frob STDERR_REGEX "unknown option '--frob'")
+sparq_cli_test(missing_value 2 ARGS bench gemm --size STDERR_REGEX "--size needs a value")
+sparq_cli_test(bad_int 2 ARGS bench gemm --size 12x STDERR_REGEX "expects an integer")
+sparq_cli_test(out_of_range 2 ARGS bench gemm --size 0 STDERR_REGEX "out of range")
+sparq_cli_test(bad_threads 2 ARGS --threads 0 bench peak STDERR_REGEX "--threads expects")
+sparq_cli_test(bench_gemm_small 0 ARGS --threads 2 bench gemm --size 96 --reps 2
+  STDOUT_REGEX "GFLOP/s.*fraction of peak [0-9.]+%")
+sparq_cli_test(bench_peak 0 ARGS bench peak STDOUT_REGEX "fp32 fma +[0-9.]+ GFLOP/s")
+sparq_cli_test(jsonl_unwritable 1 ARGS bench gemm --size 8 --reps 1 --jsonl /nonexistent-dir/x.jsonl
+  STDERR_ONE_LINE STDERR_REGEX "^sparq: /nonexistent-dir/x.jsonl: ")

@@ -1,0 +1,21 @@
+# Runs one sparq command and checks its exit code and output.
+#   cmake -DPROG=path -DARGS="arg1|arg2|..." -DEXPECT_RC=N [-DSTDOUT_REGEX=re]
+#         [-DSTDERR_REGEX=re] [-DSTDERR_ONE_LINE=ON] -P run_cli.cmake
+string(REPLACE "|" ";" arg_list "${ARGS}")
+execute_process(COMMAND ${PROG} ${arg_list} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+if(NOT "${rc}" STREQUAL "${EXPECT_RC}")
+  message(FATAL_ERROR "exit code ${rc}, expected ${EXPECT_RC}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(DEFINED STDOUT_REGEX AND NOT out MATCHES "${STDOUT_REGEX}")
+  message(FATAL_ERROR "stdout does not match '${STDOUT_REGEX}':\n${out}")
+endif()
+if(DEFINED STDERR_REGEX AND NOT err MATCHES "${STDERR_REGEX}")
+  message(FATAL_ERROR "stderr does not match '${STDERR_REGEX}':\n${err}")
+endif()
+if(STDERR_ONE_LINE)
+  string(REGEX MATCHALL "\n" newlines "${err}")
+  list(LENGTH newlines count)
+  if(NOT count EQUAL 1 OR NOT err MATCHES "\n$")
+    message(FATAL_ERROR "stderr is not exactly one line:\n${err}")
+  endif()
+endif()
