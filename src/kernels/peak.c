@@ -52,9 +52,10 @@ __attribute__((target("avx512f,avx512vnni"))) static double probe_vnni(int64_t i
   for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_set1_epi32(c);
   for (int64_t i = 0; i < iters; i++)
     for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
+  /* xor, not a sum: the wrapped int32 lanes must not reach C signed arithmetic */
   __m512i s = acc[0];
-  for (int c = 1; c < CHAINS; c++) s = _mm512_add_epi32(s, acc[c]);
-  sink_i = _mm512_reduce_add_epi32(s);
+  for (int c = 1; c < CHAINS; c++) s = _mm512_xor_si512(s, acc[c]);
+  sink_i = _mm512_reduce_or_epi32(s);
   return (double)iters * CHAINS * 16 * 8;
 }
 
