@@ -8,6 +8,7 @@
 #include "sparq/tensor.h"
 #include "sparq/num.h"
 #include "sparq/io.h"
+#include "sparq/image.h"
 #include "sparq/kernels.h"
 #include "sparq/data.h"
 
