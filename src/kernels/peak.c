@@ -10,6 +10,10 @@
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
+/* __m512h and _Float16 arrived in gcc 12 and clang 15 */
+#if (defined(__clang__) && __clang_major__ >= 15) || (!defined(__clang__) && __GNUC__ >= 12)
+#define PEAK_HAVE_FP16_PROBE 1
+#endif
 #endif
 
 enum { CHAINS = 16 };
@@ -17,9 +21,10 @@ enum { CHAINS = 16 };
 typedef double (*probe_fn)(int64_t iters); /* returns ops done by one thread */
 
 static volatile float sink_f;
-static volatile int sink_i;
 
 #ifdef SPARQ_HAVE_X86_SIMD
+static volatile int sink_i;
+
 __attribute__((target("avx512f"))) static double probe_fp32_avx512(int64_t iters) {
   __m512 acc[CHAINS];
   const __m512 a = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
@@ -71,6 +76,7 @@ __attribute__((target("avx512f,avx512bf16"))) static double probe_bf16(int64_t i
   return (double)iters * CHAINS * 16 * 4;
 }
 
+#ifdef PEAK_HAVE_FP16_PROBE
 __attribute__((target("avx512f,avx512fp16"))) static double probe_fp16(int64_t iters) {
   __m512h acc[CHAINS];
   const __m512h a = _mm512_set1_ph((_Float16)0.999f), b = _mm512_set1_ph((_Float16)0.001f);
@@ -82,6 +88,7 @@ __attribute__((target("avx512f,avx512fp16"))) static double probe_fp16(int64_t i
   sink_f = (float)_mm512_reduce_add_ph(s);
   return (double)iters * CHAINS * 32 * 2;
 }
+#endif
 #endif
 
 /* Portable fallback: plain C the compiler may vectorize as the build allows. */
@@ -148,10 +155,14 @@ sparq_status sparq_peak_measure(sparq_peak *out, double seconds) {
     out->bf16_dot_1 = measure(probe_bf16, 1, each);
     out->bf16_dot_n = measure(probe_bf16, n, each);
   }
+#ifdef PEAK_HAVE_FP16_PROBE
   if (sparq_isa_active() == SPARQ_ISA_AVX512 && f->avx512fp16) {
     out->fp16_fma_1 = measure(probe_fp16, 1, each);
     out->fp16_fma_n = measure(probe_fp16, n, each);
   }
+#else
+  (void)f;
+#endif
 #endif
   return SPARQ_OK;
 }
