@@ -25,6 +25,7 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num_test_util.h"
 
 static uint32_t f32_bits(float x) {
   uint32_t u;
@@ -69,10 +70,6 @@ WRAP(f16, uint16_t)
 WRAP(e4m3, uint8_t)
 WRAP(e5m2, uint8_t)
 
-static unsigned bf16_nan(uint32_t u) { return (u >> 16) | 0x0040u; }
-static unsigned f16_nan(uint32_t u) { return ((u >> 16) & 0x8000u) | 0x7E00u | ((u >> 13) & 0x01FFu); }
-static unsigned e4m3_nan(uint32_t u) { return ((u >> 24) & 0x80u) | 0x7Fu; }
-static unsigned e5m2_nan(uint32_t u) { return ((u >> 24) & 0x80u) | 0x7Eu; }
 
 #define CODEC(fmt, bits, e, m, b, ieee, sat) \
   {#fmt, bits, e, m, b, ieee, sat, fmt##_enc, fmt##_dec, fmt##_enc_n, fmt##_enc_n_ref, fmt##_dec_n, fmt##_dec_n_ref, fmt##_nan}
@@ -106,17 +103,6 @@ static unsigned max_code(const codec *c) {
 
 static bool is_nan_code(const codec *c, unsigned code) { return isnan(decode_ref(c, code)); }
 
-/* ISA levels this process can run, from the top (sparq_isa_active is capped
- * by the CPU and by SPARQ_ISA). */
-static int isa_levels(sparq_isa out[3]) {
-  int k = 0;
-  for (int l = SPARQ_ISA_AVX512; l >= SPARQ_ISA_SCALAR; l--) {
-    sparq_set_isa_cap((sparq_isa)l);
-    if (sparq_isa_active() == (sparq_isa)l) out[k++] = (sparq_isa)l;
-  }
-  sparq_set_isa_cap(SPARQ_ISA_AVX512);
-  return k;
-}
 
 static int setup_mxcsr(void **state) {
   (void)state;

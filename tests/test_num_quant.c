@@ -20,18 +20,10 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num_test_util.h"
 
 static const int QMAXES[] = {SPARQ_QMAX_INT8, SPARQ_QMAX_INT4};
 
-static int isa_levels(sparq_isa out[3]) {
-  int k = 0;
-  for (int l = SPARQ_ISA_AVX512; l >= SPARQ_ISA_SCALAR; l--) {
-    sparq_set_isa_cap((sparq_isa)l);
-    if (sparq_isa_active() == (sparq_isa)l) out[k++] = (sparq_isa)l;
-  }
-  sparq_set_isa_cap(SPARQ_ISA_AVX512);
-  return k;
-}
 
 static int setup(void **state) {
   (void)state;

@@ -30,6 +30,7 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num_test_util.h"
 
 #if defined(NDEBUG) && defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
 #define SWEEP_ENABLED 1
@@ -56,10 +57,6 @@ WRAP(f16, uint16_t)
 WRAP(e4m3, uint8_t)
 WRAP(e5m2, uint8_t)
 
-static unsigned bf16_nan(uint32_t u) { return (u >> 16) | 0x0040u; }
-static unsigned f16_nan(uint32_t u) { return ((u >> 16) & 0x8000u) | 0x7E00u | ((u >> 13) & 0x01FFu); }
-static unsigned e4m3_nan(uint32_t u) { return ((u >> 24) & 0x80u) | 0x7Fu; }
-static unsigned e5m2_nan(uint32_t u) { return ((u >> 24) & 0x80u) | 0x7Eu; }
 
 static const fmt FMTS[] = {
     {"bf16", 16, 8, 7, 127, true, false, 0x7F80, bf16_enc_n, bf16_enc_n_ref, bf16_nan},

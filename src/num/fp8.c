@@ -11,27 +11,11 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num/float_bits.h"
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
 #endif
-
-static inline uint32_t f32_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static inline float bits_f32(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-
-/* Shifts right by sh (1..31), rounding to nearest with ties to even. */
-static inline uint32_t shift_right_rne(uint32_t v, unsigned sh) {
-  return (v + ((1u << (sh - 1)) - 1u) + ((v >> sh) & 1u)) >> sh;
-}
 
 /* The bit layout of one FP8 format, as used by the shared encoder. */
 typedef struct fp8_format {

@@ -17,6 +17,7 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num/float_bits.h"
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
@@ -24,18 +25,6 @@
 
 #define ABS_MASK 0x7FFFFFFFu
 #define INF_BITS 0x7F800000u
-
-static inline uint32_t f32_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static inline float bits_f32(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
 
 /* The scale of a run from the bits of its max|x| (finite). */
 static float scale_for(uint32_t amax_bits, int qmax) {
