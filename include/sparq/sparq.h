@@ -10,6 +10,9 @@
 #include "sparq/io.h"
 #include "sparq/image.h"
 #include "sparq/kernels.h"
+#include "sparq/vnm.h"
+#include "sparq/attention.h"
 #include "sparq/data.h"
+#include "sparq/signgd.h"
 
 #endif

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sparq/vnm.h"
+
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 typedef enum cli_opt_kind {
@@ -57,11 +59,41 @@ int cli_inspect(int argc, char **argv);
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+int cli_attn(int argc, char **argv);
+int cli_signgd(int argc, char **argv);
+int cli_prune(int argc, char **argv);
+int cli_vnm_matmul(int argc, char **argv);
 
 /* Used by demo to call other commands' work without re-parsing. */
 int cli_data_grid(const char *split, int64_t n, const char *out_png);
 /* The benchmarks print to stdout and, when jsonl is not NULL, append one JSON line each. */
 int cli_bench_peak(FILE *jsonl);
 int cli_bench_gemm(int64_t size, int64_t reps, FILE *jsonl);
+/* argv[0] is "attn"; rows also go to jsonl when it is not NULL. */
+int cli_bench_attn(int argc, char **argv, FILE *jsonl);
+/* The demo's short attention table (one shape, the main variants). */
+int cli_demo_attn(FILE *jsonl);
+
+/* V:N:M sparsity (cli_prune.c, cli_vnm_matmul.c, cli_bench_vnm.c). */
+typedef struct cli_vnm_timing {
+  double dense_ms, sparse_ms;          /* best of the interleaved runs */
+  double dense_gflops, useful_gflops;  /* useful = 2/M of the dense FLOPs */
+  double speedup;                      /* dense_ms / sparse_ms */
+} cli_vnm_timing;
+/* argv[0] is "vnm". */
+int cli_bench_vnm(int argc, char **argv);
+/* Times sparq_sgemm on a random rows x cols layer and sparq_vnm_gemm on it
+ * pruned to p, interleaved, best of reps after 2 warm-ups. */
+int cli_bench_vnm_row(int64_t rows, int64_t cols, int64_t tokens, sparq_vnm_pattern p, int reps, cli_vnm_timing *out);
+void cli_bench_vnm_header(FILE *f, int reps);
+void cli_bench_vnm_print(FILE *f, bool json, int64_t rows, int64_t cols, int64_t tokens, sparq_vnm_pattern p,
+                         const cli_vnm_timing *t);
+/* Reads a 2-D matrix from .npy or safetensors (tensor NULL: the only 2-D
+ * one) as new float rows x cols in *out; name (may be NULL) gets the tensor
+ * name or "weight". Prints the error and returns CLI_FAIL on failure. */
+int cli_load_matrix(const char *path, const char *tensor, float **out, int64_t shape[2], char *name,
+                    size_t name_size);
+/* The demo's V:N:M step: prune a random layer into dir, show its bench row. */
+int cli_demo_vnm(const char *dir, FILE *jsonl);
 
 #endif

@@ -105,7 +105,7 @@ static int finish(int rc, FILE *jsonl, const char *path) {
 
 int cli_bench(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "sparq bench: which benchmark? (peak or gemm)\n");
+    fprintf(stderr, "sparq bench: which benchmark? (peak, gemm, attn or vnm)\n");
     cli_usage("bench", false);
     return CLI_USAGE;
   }
@@ -129,6 +129,8 @@ int cli_bench(int argc, char **argv) {
     FILE *jsonl = open_jsonl(jsonl_path, &rc);
     return rc != CLI_OK ? rc : finish(cli_bench_gemm(size, reps, jsonl), jsonl, jsonl_path);
   }
+  if (!strcmp(what, "attn")) return cli_bench_attn(argc - 1, argv + 1, NULL);
+  if (!strcmp(what, "vnm")) return cli_bench_vnm(argc - 1, argv + 1);
   fprintf(stderr, "sparq bench: unknown benchmark '%s'\n", what);
   cli_usage("bench", false);
   return CLI_USAGE;

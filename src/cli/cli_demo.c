@@ -29,7 +29,7 @@ int cli_demo(int argc, char **argv) {
   double t0 = sparq_now();
   printf("sparq %s demo: %d threads, ISA %s, outputs in %s/\n", sparq_version(), sparq_threads(),
          sparq_isa_name(sparq_isa_active()), out);
-  const int total = 3;
+  const int total = 5;
 
   step(1, total, "Fashion-MNIST: labelled grid of the first 64 test images");
   if ((rc = cli_data_grid("test", 64, grid)) != CLI_OK) return rc;
@@ -42,6 +42,14 @@ int cli_demo(int argc, char **argv) {
   if (rc == CLI_OK) {
     step(3, total, "dense FP32 GEMM 2048^3 through sparq_sgemm");
     rc = cli_bench_gemm(2048, 10, jsonl);
+  }
+  if (rc == CLI_OK) {
+    step(4, total, "attention: flash_f32 and the SageAttention variants, accuracy and speed");
+    rc = cli_demo_attn(jsonl);
+  }
+  if (rc == CLI_OK) {
+    step(5, total, "V:N:M sparsity: prune a random 768 x 768 layer to 64:2:8, sparse GEMM vs dense");
+    rc = cli_demo_vnm(out, jsonl);
   }
   if (fclose(jsonl) != 0 && rc == CLI_OK) rc = cli_fail("%s: write failed: %s", bench, strerror(errno));
   if (rc != CLI_OK) return rc;

@@ -1,0 +1,337 @@
+/* SageAttention internals shared by the driver (attn_sage.c), the pre-pass
+ * (attn_sage_prep.c), the QK + softmax kernels (attn_sage_qk*.c, softmax in
+ * attn_sage_softmax.c), the PV kernels (attn_sage_pv*.c) and the dump
+ * (attn_sage_dump.c). Spec: shared/spec/sage-attention.md.
+ *
+ * Data flow per call:
+ *   pre-pass per kv head: k_mean, K' = K - k_mean, K quantized per group into
+ *     K-hat (s8, packed for vpdpbusd), per-token scales dK, corr = 128 sum K-hat;
+ *     V prepared for the PV path (v_mean, per-channel scale dV, packed operand);
+ *   pre-pass per q head: Q' = Q - q_mean per 128-row block, dS = q_mean K'^T,
+ *     Q quantized per group into Q-hat + 128 (u8) and per-token scales dQ with
+ *     sm_scale * log2(e) folded in;
+ *   main loop per work item (b, h, block of SAGE_BQ query rows): for each block
+ *     of SAGE_BK keys, int32 scores -> dequantize -> online softmax in the log2
+ *     domain -> P-tilde in the PV operand format -> block PV -> FP32 O.
+ * Every granularity runs on the same kernels: group scales are expanded to
+ * one scale per token. */
+#ifndef SPARQ_KERNELS_ATTN_SAGE_INTERNAL_H
+#define SPARQ_KERNELS_ATTN_SAGE_INTERNAL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/attn_internal.h"
+#include "num/float_bits.h"
+
+enum {
+  SAGE_BK = 64,      /* keys per block (spec BK) */
+  SAGE_BQ = 64,      /* query rows per work item */
+  SAGE_QBLOCK = 128, /* smooth-Q block and per_block Q group (spec BQ) */
+  SAGE_QK_ROWS = 4,  /* query rows per QK register tile: 4 x 64 int32 = 16 zmm */
+  SAGE_PV_ROWS_MAX = 8,
+  /* P tile rows: SAGE_BQ plus slack so a PV register tile of 3 rows may run
+   * past the last real row into zero rows */
+  SAGE_P_ROWS = SAGE_BQ + 8
+};
+
+#define SAGE_LOG2E 1.44269504088896340736f
+#define SAGE_LN2 0.69314718055994530942
+/* Masked scores: finite, so a running max never meets inf - inf; far below
+ * any real score so exp2 of (mask - max) is exactly 0. */
+#define SAGE_MASK (-3.0e38f)
+
+/* How P-tilde and V-hat meet in the PV product. */
+typedef enum sage_pv_kind {
+  SAGE_PV_BF16, /* BF16 operands, FP32 sums of key pairs (vdpbf16ps) */
+  SAGE_PV_F16,  /* FP16 operands, FP16 accumulator per key block (vfmadd231ph) */
+  SAGE_PV_U8    /* u8 P-hat x s8 V-hat, int32 sums (vpdpbusd) */
+} sage_pv_kind;
+
+/* How the block sums reach O (spec §2.6 and §5). */
+typedef enum sage_accum {
+  SAGE_ACC_SINGLE_F32, /* O = alpha O, then O += every product in FP32 */
+  SAGE_ACC_SINGLE_F22, /* same, O truncated to 13 mantissa bits after each 32 keys */
+  SAGE_ACC_TWO_F32,    /* R = block sum (FP32, or int32 for u8), O = alpha O + R */
+  SAGE_ACC_TWO_F22,    /* R truncated to 13 mantissa bits after each 32 keys, O = alpha O + R */
+  SAGE_ACC_TWO_F16     /* R in an FP16 accumulator over the block, O = alpha O + R */
+} sage_accum;
+
+/* Rounding of P-tilde and V before the product. */
+typedef enum sage_round {
+  SAGE_ROUND_BF16,
+  SAGE_ROUND_F16,
+  SAGE_ROUND_E4M3, /* E4M3 values, held exactly in the kind's format */
+  SAGE_ROUND_U8    /* P: round(P-tilde 255 / 2^sigma); V: s8 per channel */
+} sage_round;
+
+/* Format of the P tile that the softmax writes. */
+typedef enum sage_p_format { SAGE_P_F32, SAGE_P_BF16, SAGE_P_F16, SAGE_P_U8 } sage_p_format;
+
+/* A call's resolved knobs (variant defaults applied). */
+typedef struct sage_config {
+  sparq_attn_variant variant;
+  sparq_attn_granularity gran;
+  sparq_attn_pv_accum pv_mode; /* resolved, never DEFAULT */
+  bool smooth_k, smooth_q, smooth_v;
+  int qmax;            /* 127 (INT8) or 7 (INT4) */
+  sage_pv_kind pv;
+  sage_accum accum;
+  sage_round round;    /* of P and V */
+  float sigma;         /* max P-tilde = 2^sigma */
+  float v_range;       /* Vr: |V-hat| <= Vr per channel; 0 = V unscaled */
+  bool hw_f16;         /* the FP16 path runs on AVX512-FP16 (else it is emulated) */
+} sage_config;
+
+/* Resolves p->opts against the variant's defaults; SPARQ_ERR_ARG names a
+ * knob the variant does not support. */
+sparq_status sage_config_resolve(const attn_problem *p, sage_config *cfg);
+
+/* ------------------------------------------------------------ pre-pass */
+
+/* Quantization groups (spec §2.3): group index of token t and group count
+ * for n tokens. Q and K use different tables. */
+int64_t sage_q_group(sparq_attn_granularity g, int64_t t);
+int64_t sage_k_group(sparq_attn_granularity g, int64_t t);
+int64_t sage_q_group_count(sparq_attn_granularity g, int64_t n);
+int64_t sage_k_group_count(sparq_attn_granularity g, int64_t n);
+
+/* Rows padded to whole blocks. */
+static inline int64_t sage_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* Everything prepared for one kv head. */
+typedef struct sage_kv {
+  float *k_mean;    /* [dp], zeros without smooth K */
+  int8_t *k_hat;    /* [nk_pad / 16][dp / 4][16][4] */
+  int32_t *k_corr;  /* [nk_pad] 128 * sum_c K-hat (zero past kv_len) */
+  float *k_scale;   /* [nk_pad] dK per token (zero past kv_len, NaN for a non-finite row) */
+  float *v_mean;    /* [dp], zeros without smooth V */
+  float *v_scale;   /* [dp] dV per channel (1 when V is not scaled) */
+  void *v_hat;      /* the PV operand, zero past kv_len:
+                       BF16: uint16 [nk_pad / 2][dp][2]; F16: uint16 [nk_pad][dp];
+                       U8: int8 [nk_pad / 4][dp][4] */
+} sage_kv;
+
+/* Everything prepared for one q head. */
+typedef struct sage_q {
+  uint8_t *q_hat;   /* [nq_pad][dp] Q-hat + 128 (rows past q_len hold 128 = zero) */
+  float *q_scale;   /* [nq_pad] dQ * sm_scale * log2(e) per token (0 past q_len) */
+  float *q_delta;   /* [nq_pad] dQ itself, for the dump */
+  float *q_mean;    /* [nqb][dp] smooth-Q means, or NULL */
+  float *ds;        /* [nqb][nk_pad] dS = q_mean K'^T, or NULL */
+  float *ds_log2;   /* [nqb][nk_pad] dS * sm_scale * log2(e), or NULL */
+} sage_q;
+
+/* Smoothing mean over the rows of x[n][dp] whose values are all finite (a
+ * row with a NaN or inf must poison only what it touches, as in exact
+ * attention); zeros when no row is finite. Accumulates in double. */
+void sage_mean_rows(const float *x, int64_t n, int64_t dp, float *mean);
+/* True when row x[0..dp) holds no NaN or inf. */
+bool sage_row_finite(const float *x, int64_t dp);
+
+/* Quantizes rows x[n][dp] (minus sub[dp] when sub is not NULL, or minus
+ * sub_rows[t / SAGE_QBLOCK][dp] when that is not NULL) per group of
+ * group_of(g, t): delta = max|x| / qmax + 1e-7 over the group's finite rows,
+ * x-hat = clamp(round_half_even(x / delta), -qmax, qmax). Writes x-hat to
+ * q[t][dp] and the per-token delta to scale[t]; a row with a non-finite
+ * value gets x-hat 0 and delta NaN, so it poisons its own scores only.
+ * amax is scratch of group_count floats. */
+void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub, const float *sub_rows, int qmax,
+                        sparq_attn_granularity g, bool is_q, float *amax, int8_t *q, float *scale);
+
+/* Row kernels of the quantizer: max |x - s| and clamp(rne((x - s) / delta))
+ * for one row of dp values (s may be NULL). AVX-512 twins give the same bits. */
+float sage_row_absmax_ref(const float *x, const float *s, int64_t dp);
+void sage_row_quant_ref(const float *x, const float *s, int64_t dp, float delta, float qmax, int8_t *q);
+#ifdef SPARQ_HAVE_X86_SIMD
+float sage_row_absmax_avx512(const float *x, const float *s, int64_t dp);
+void sage_row_quant_avx512(const float *x, const float *s, int64_t dp, float delta, float qmax, int8_t *q);
+#endif
+
+/* Packs K-hat rows [nk][dp] into the vpdpbusd layout [nk_pad / 16][dp / 4][16][4]
+ * (zeros past nk) and writes corr[j] = 128 sum_c K-hat[j][c]. */
+void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr);
+/* Element (j, c) of a packed K-hat. */
+static inline int8_t sage_packed_k_at(const int8_t *packed, int64_t dp, int64_t j, int64_t c) {
+  return packed[((j / 16) * (dp / 4) + c / 4) * 64 + (j % 16) * 4 + c % 4];
+}
+
+/* Prepares V of one kv head for cfg's PV path into kv->v_mean, v_scale,
+ * v_hat. tmp is scratch of nk * dp floats. */
+void sage_prepare_v(const sage_config *cfg, const float *v, int64_t nk, int64_t nk_pad, int64_t dp, float *tmp,
+                    sage_kv *kv);
+
+/* dS[b][j] = q_mean[b] . (K[j] - k_mean) for b < nqb, j < nk, in double,
+ * rounded to FP32; zero for j >= nk. */
+void sage_delta_s(const float *q_mean, int64_t nqb, const float *k, const float *k_mean, int64_t nk,
+                  int64_t nk_pad, int64_t dp, float *ds);
+
+/* ----------------------------------------------------------------- kernels */
+
+/* ------------------------------------------------ shared scalar pieces
+ * Inline so the SIMD kernels use the very same operation sequence as their
+ * scalar twins (explicit fmaf: no contraction choices by the compiler). */
+
+/* Near-minimax degree-5 fit of 2^f on |f| <= 1/2 with c0 = 1 exactly (so
+ * 2^0 = 1 and the row max gets exactly 2^sigma): relative error < 1.6e-7. */
+#define SAGE_EXP2_C1 6.931469440e-01f
+#define SAGE_EXP2_C2 2.402212024e-01f
+#define SAGE_EXP2_C3 5.550713092e-02f
+#define SAGE_EXP2_C4 9.675540961e-03f
+#define SAGE_EXP2_C5 1.327647245e-03f
+
+/* 2^x for x <= 64 (scores give x <= sigma): round to nearest even,
+ * polynomial, scale by 2^n. Exactly 0 for x < -125 (and -inf), so every
+ * result is a normal float or 0; NaN stays NaN. */
+static inline float sage_exp2(float x) {
+  if (x < -125.0f) return 0.0f;
+  if (x != x) return x;
+  if (x > 64.0f) return x - x + INFINITY; /* +inf gives NaN as in the SIMD kernel */
+  /* round half to even by the 1.5 * 2^23 trick: exact for |x| < 2^22 */
+  float n = (x + 12582912.0f) - 12582912.0f;
+  float f = x - n;
+  float p = fmaf(fmaf(fmaf(fmaf(fmaf(SAGE_EXP2_C5, f, SAGE_EXP2_C4), f, SAGE_EXP2_C3), f, SAGE_EXP2_C2), f,
+                      SAGE_EXP2_C1),
+                 f, 1.0f);
+  return p * bits_f32((uint32_t)((int32_t)n + 127) << 23);
+}
+
+/* One row's online-softmax state across key blocks. */
+typedef struct sage_row_state {
+  float m;     /* running max of the log2-domain scores, -inf before any key */
+  float l;     /* running sum of P-tilde */
+} sage_row_state;
+
+/* Arguments of one QK + softmax tile: SAGE_QK_ROWS query rows x one key block. */
+typedef struct sage_qk_tile {
+  const uint8_t *q;       /* [SAGE_QK_ROWS][dp] Q-hat + 128 */
+  const float *q_scale;   /* [SAGE_QK_ROWS] */
+  const float *ds[SAGE_QK_ROWS]; /* per row: dS * tau * log2e of this key block ([SAGE_BK]), or NULL */
+  const int8_t *k;        /* the packed key block: [4][dp / 4][16][4] */
+  const int32_t *k_corr;  /* [SAGE_BK] */
+  const float *k_scale;   /* [SAGE_BK] */
+  int64_t dp;
+  int64_t row0;           /* index of the first row in the head */
+  int64_t key0;           /* index of the first key */
+  int64_t kv_len;
+  bool causal;
+  int64_t causal_offset;
+  bool masked;            /* some key of the block is masked for some row of the tile */
+  float sigma;
+  sage_p_format fmt;
+  float u8_scale;         /* SAGE_P_U8: P-hat = round(P-tilde * u8_scale) */
+  void *p;                /* [SAGE_QK_ROWS][SAGE_BK] P tile rows in fmt */
+  sage_row_state *state;  /* [SAGE_QK_ROWS], updated */
+  float *alpha;           /* [SAGE_QK_ROWS] rescale of O for this block */
+} sage_qk_tile;
+
+/* First key (relative to the block, 0..SAGE_BK) masked for row r of the tile. */
+static inline int sage_mask_from(const sage_qk_tile *t, int r) {
+  int64_t limit = t->kv_len;
+  if (t->causal) {
+    int64_t last = t->row0 + r + t->causal_offset + 1;
+    if (last < limit) limit = last;
+  }
+  limit -= t->key0;
+  return limit < 0 ? 0 : limit > SAGE_BK ? SAGE_BK : (int)limit;
+}
+
+/* Online-softmax step of row r given its block max: sets alpha[r] and the
+ * running max, returns the bias b with P-tilde = 2^(s - b). */
+static inline float sage_row_begin(const sage_qk_tile *t, int r, float block_max) {
+  sage_row_state *st = &t->state[r];
+  float m_new = block_max > st->m ? block_max : st->m;
+  /* a row that has seen only non-finite scores keeps m = -inf; subtracting
+   * 0 instead keeps -inf - -inf (NaN) out of alpha and P */
+  float m_use = m_new == -INFINITY ? 0.0f : m_new;
+  t->alpha[r] = sage_exp2(st->m - m_use);
+  st->m = m_new;
+  return m_use - t->sigma;
+}
+
+static inline void sage_row_end(const sage_qk_tile *t, int r, float block_sum) {
+  sage_row_state *st = &t->state[r];
+  st->l = fmaf(t->alpha[r], st->l, block_sum);
+}
+
+/* Sum of 64 floats in the SIMD kernel's order: 4 vectors pairwise, then a
+ * halving tree over the 16 lanes. */
+static inline float sage_sum64(const float *x) {
+  float lane[16];
+  for (int i = 0; i < 16; i++) lane[i] = (x[i] + x[16 + i]) + (x[32 + i] + x[48 + i]);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int i = 0; i < w; i++) lane[i] = lane[i] + lane[i + w];
+  return lane[0];
+}
+
+/* u8 P-hat = round_half_even(x scale) clamped to 0..255; NaN gives 0 as the
+ * SIMD conversion (INT_MIN) clamped does. */
+static inline uint8_t sage_p_u8(float x, float scale) {
+  float v = x * scale;
+  if (!(v > 0.0f)) return 0;
+  v = (v + 12582912.0f) - 12582912.0f;
+  return v >= 255.0f ? 255 : (uint8_t)v;
+}
+
+/* Scalar twins: int32 scores S = Q-hat K-hat^T (the 128 offset removed) of a
+ * tile, and the online softmax of one row of them. */
+void sage_qk_scores_ref(const sage_qk_tile *t, int32_t *s /* [SAGE_QK_ROWS][SAGE_BK] */);
+void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row);
+/* The whole tile, scalar. */
+void sage_qk_tile_ref(const sage_qk_tile *t);
+#ifdef SPARQ_HAVE_X86_SIMD
+/* vpdpbusd scores (no softmax), for the bit-exactness tests. */
+void sage_qk_scores_vnni(const sage_qk_tile *t, int32_t *s);
+/* vpdpbusd scores fused with dequantization and the online softmax. Same
+ * results as sage_qk_tile_ref bit for bit. Needs AVX512-VNNI and -BF16. */
+void sage_qk_tile_vnni(const sage_qk_tile *t);
+#endif
+
+/* PV of one key block for `rows` rows (a multiple of SAGE_QK_ROWS up to
+ * SAGE_BQ; the P tile and O have SAGE_P_ROWS rows).
+ *   BF16: p uint16 [SAGE_P_ROWS][SAGE_BK], v [keys / 2][dp][2];
+ *   mode ZERO: o = sum; ADD: o += sum key by key; FLUSH: o = alpha o + sum.
+ * keys is 32 or 64 (p and v point at the first key). */
+typedef enum sage_pv_mode { SAGE_PV_ZERO, SAGE_PV_ADD, SAGE_PV_FLUSH } sage_pv_mode;
+void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int keys, int64_t rows, int64_t dp, float *o,
+                      const float *alpha, sage_pv_mode mode);
+/* FP16: p uint16 [SAGE_P_ROWS][SAGE_BK], v uint16 [SAGE_BK][dp]; o = alpha o + R,
+ * R accumulated key by key in FP16 (each step one rounding, as vfmadd231ph). */
+void sage_pv_f16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
+/* U8: p uint8 [SAGE_P_ROWS][SAGE_BK], v int8 [SAGE_BK / 4][dp][4]; o = alpha o + (float)R. */
+void sage_pv_u8_ref(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
+#ifdef SPARQ_HAVE_X86_SIMD
+void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int keys, int64_t rows, int64_t dp, float *o,
+                             const float *alpha, sage_pv_mode mode);
+void sage_pv_f16_avx512(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
+                        const float *alpha);
+void sage_pv_u8_vnni(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
+/* True when this build has the AVX512-FP16 kernel (gcc >= 12, clang >= 15). */
+bool sage_pv_f16_hw_built(void);
+void sage_pv_f16_avx512fp16(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
+                            const float *alpha);
+#endif
+
+/* One FP16 accumulation step exactly as vfmadd231ph rounds it:
+ * fp16(acc + p v) with a single rounding (p, v, acc FP16 values as floats). */
+float sage_f16_fma(float acc, float p, float v);
+
+/* Truncates x to 13 mantissa bits (the FP22 accumulator of FP8 MMAs). */
+static inline float sage_trunc22(float x) {
+  union {
+    float f;
+    uint32_t u;
+  } b = {x};
+  b.u &= 0xFFFFFC00u;
+  return b.f;
+}
+
+/* ------------------------------------------------------------------- dump */
+
+/* Writes the quantized Q-hat/K-hat, their per-token scales, dS and the
+ * smoothing means as .npy files into dir. */
+sparq_status sage_dump(const attn_problem *p, const sage_config *cfg, const sage_q *qs, const sage_kv *kvs,
+                       int64_t nq_pad, int64_t nk_pad, int64_t nqb);
+
+#endif

@@ -1,0 +1,80 @@
+/* Scalar twins of the Sage QK + softmax tile, and the scalar pieces every
+ * path shares (exp2, the per-row state update, the FP16 FMA emulation).
+ *
+ * The SIMD kernel (attn_sage_qk_avx512.c) performs the same FP32 operations
+ * in the same order, so the two agree bit for bit: dequantization is
+ * fma(float(S), dQ_i dK_j, dS_j) (or the product), the block max is exact,
+ * P-tilde comes from sage_exp2's operation sequence, and the row sum uses
+ * the fixed lane tree of sage_sum64. Explicit fmaf() everywhere keeps the
+ * compiler's contraction choices out of the results. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/attn_sage_internal.h"
+#include "num/float_bits.h"
+#include "sparq/num.h"
+
+float sage_f16_fma(float acc, float p, float v) {
+  float prod = p * v; /* exact: 11 x 11 significant bits, far from under/overflow */
+  float s = acc + prod;
+  /* TwoSum: e is the exact rounding error of s */
+  float bb = s - acc;
+  float e = (acc - (s - bb)) + (prod - bb);
+  /* Round to odd (a sticky bit in the last place) makes the second rounding,
+   * to FP16's 11 bits, equal to a single rounding of the exact sum. */
+  uint32_t u = f32_bits(s);
+  if (e != 0.0f && !(u & 1u)) u += ((f32_bits(e) ^ u) >> 31) ? (uint32_t)-1 : 1u;
+  return sparq_f16_to_f32(sparq_f16_from_f32(bits_f32(u)));
+}
+
+void sage_qk_scores_ref(const sage_qk_tile *t, int32_t *s) {
+  const int64_t dp = t->dp;
+  for (int r = 0; r < SAGE_QK_ROWS; r++)
+    for (int j = 0; j < SAGE_BK; j++) {
+      int32_t acc = 0;
+      for (int64_t c = 0; c < dp; c++)
+        acc += (int32_t)t->q[r * dp + c] * (int32_t)sage_packed_k_at(t->k, dp, j, c);
+      s[r * SAGE_BK + j] = acc - t->k_corr[j];
+    }
+}
+
+
+
+
+
+
+void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row) {
+  float s[SAGE_BK], pt[SAGE_BK];
+  const float dq = t->q_scale[r];
+  const float *ds = t->ds[r];
+  const int from = t->masked ? sage_mask_from(t, r) : SAGE_BK;
+  float mx = -INFINITY;
+  for (int j = 0; j < SAGE_BK; j++) {
+    float x = (float)s_row[j], sc = dq * t->k_scale[j];
+    float v = ds ? fmaf(x, sc, ds[j]) : x * sc;
+    if (j >= from) v = SAGE_MASK;
+    s[j] = v;
+    mx = v > mx ? v : mx;
+  }
+  const float bias = sage_row_begin(t, r, mx);
+  for (int j = 0; j < SAGE_BK; j++) pt[j] = sage_exp2(s[j] - bias);
+  sage_row_end(t, r, sage_sum64(pt));
+  switch (t->fmt) {
+    case SAGE_P_F32: memcpy((float *)t->p + r * SAGE_BK, pt, sizeof pt); break;
+    case SAGE_P_BF16:
+      for (int j = 0; j < SAGE_BK; j++) ((uint16_t *)t->p)[r * SAGE_BK + j] = sparq_bf16_from_f32(pt[j]);
+      break;
+    case SAGE_P_F16:
+      for (int j = 0; j < SAGE_BK; j++) ((uint16_t *)t->p)[r * SAGE_BK + j] = sparq_f16_from_f32(pt[j]);
+      break;
+    case SAGE_P_U8:
+      for (int j = 0; j < SAGE_BK; j++) ((uint8_t *)t->p)[r * SAGE_BK + j] = sage_p_u8(pt[j], t->u8_scale);
+      break;
+  }
+}
+
+void sage_qk_tile_ref(const sage_qk_tile *t) {
+  int32_t s[SAGE_QK_ROWS * SAGE_BK];
+  sage_qk_scores_ref(t, s);
+  for (int r = 0; r < SAGE_QK_ROWS; r++) sage_softmax_row_ref(t, r, s + r * SAGE_BK);
+}
