@@ -49,7 +49,10 @@ sparq_cli_test(attn_gqa_mismatch 1 ARGS attn --case D1 --shape 1,3,8,8 --kv-head
   STDERR_ONE_LINE STDERR_REGEX "q_heads 3 is not a multiple of kv_heads 2")
 sparq_cli_test(attn_dump_on_flash 1 ARGS attn --q ${ATTN_TMP}/q.npy --k ${ATTN_TMP}/k.npy --v ${ATTN_TMP}/v.npy
   --out ${ATTN_TMP}/o6.npy --dump ${ATTN_TMP}/dump-flash STDERR_ONE_LINE STDERR_REGEX "dump_dir applies to the Sage")
-set_tests_properties(cli_attn_dump_on_flash PROPERTIES FIXTURES_REQUIRED attn_npy)
+sparq_cli_test(attn_dump_sage 0 ARGS attn --q ${ATTN_TMP}/q.npy --k ${ATTN_TMP}/k.npy --v ${ATTN_TMP}/v.npy
+  --variant sage2_4b --out ${ATTN_TMP}/o7.npy --dump ${ATTN_TMP}/dump-sage
+  STDOUT_REGEX "o7.npy: sage2_4b, .*dump-sage/: quantized Q/K, scales, delta-S and smoothing means")
+set_tests_properties(cli_attn_dump_on_flash cli_attn_dump_sage PROPERTIES FIXTURES_REQUIRED attn_npy)
 
 # the benchmark: table and JSON rows
 sparq_cli_test(bench_attn_table 0 ARGS --threads 2 bench attn --n 200 --d 64 --variants flash_f32 --causal both

@@ -69,3 +69,12 @@ sparq_cli_test(bench_vnm_json 0 ARGS --threads 2 bench vnm --shape 96,80,16 --pa
   STDOUT_REGEX "^\\{\"bench\":\"vnm\",\"R\":96,\"C\":80,\"T\":16,\"pattern\":\"16:2:5\",\"threads\":2,\"dense_ms\":[0-9.]+,\"sparse_ms\":[0-9.]+,\"speedup\":[0-9.]+,[^\n]*\\}\n$")
 sparq_cli_test(bench_vnm_table 0 ARGS bench vnm --shape 64,64,8 --pattern 2:4 --reps 1
   STDOUT_REGEX "dense ms sparse ms.*\n +64 +64 +8  2:4 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+x\n")
+
+# --pattern auto: with target 0 every candidate qualifies, so the rule must
+# pick the most diverse one (16:2:5); an unreachable target is an error.
+sparq_cli_test(prune_auto_max_diversity 0
+  ARGS prune --in ${VNM_FIX}/w.npy --pattern auto --speedup 0 --tokens 16 --out ${VNM_TMP}/auto.vnm.safetensors
+  STDOUT_REGEX "choosing V:2:M for 24 x 40 at 16 tokens.*128:2:8 +0\\.228 .*pruned to 16:2:5 \\(density 40.0%\\)")
+sparq_cli_test(prune_auto_unreachable 1
+  ARGS prune --in ${VNM_FIX}/w.npy --pattern auto --speedup 1000 --tokens 16 --out ${VNM_TMP}/auto.vnm.safetensors
+  STDERR_ONE_LINE STDERR_REGEX "^sparq: sparq_vnm_choose: no pattern reaches speedup 1000.00x")

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <assert.h>
 #include <string.h>
 
 #include "kernels/attn_sage_internal.h"
@@ -222,7 +223,7 @@ static void qk_softmax_tile_simd_matches_scalar(void **state) {
   for (int di = 0; di < NDIMS; di++) {
     const int64_t dp = dims[di];
     tile_fill(&d, &rng, dp, 127);
-    for (int fmt = SAGE_P_F32; fmt <= SAGE_P_U8; fmt++) {
+    for (int fmt = SAGE_P_F32; fmt <= SAGE_P_E4M3_F16; fmt++) {
       compare_tile(&d, dp, (sage_p_format)fmt, false, false, 0, 1000, fresh, "plain");
       compare_tile(&d, dp, (sage_p_format)fmt, true, false, 0, 1000, warm, "dS");
       /* the diagonal block: rows 100..103 see keys up to 100 + r + offset */
@@ -239,6 +240,8 @@ static void qk_softmax_tile_simd_matches_scalar(void **state) {
     compare_tile(&d, dp, SAGE_P_F16, false, false, 0, 1000, fresh, "nan key");
     d.q_scale[2] = NAN;
     compare_tile(&d, dp, SAGE_P_F32, true, true, 5, 1000, warm, "nan query");
+    compare_tile(&d, dp, SAGE_P_E4M3_BF16, true, true, 5, 1000, warm, "nan query e4m3");
+    compare_tile(&d, dp, SAGE_P_E4M3_F16, false, false, 0, 1000, fresh, "nan e4m3 f16");
   }
 }
 
@@ -304,24 +307,24 @@ static void pv_kernels_simd_match_scalar(void **state) {
   static uint8_t p8[SAGE_P_ROWS * 64];
   static int8_t v8[64 * 256];
   static float o1[SAGE_P_ROWS * 256], o2[SAGE_P_ROWS * 256], alpha[SAGE_P_ROWS];
+  static_assert((int)ROWS <= (int)SAGE_P_ROWS, "test rows fit a P tile");
   for (int di = 0; di < NDIMS; di++) {
     const int64_t dp = dims[di];
     for (int i = 0; i < ROWS * 64; i++) p16[i] = sparq_bf16_from_f32(256.0f * sparq_rng_uniform(&rng));
     for (int i = 0; i < 64 * dp; i++) v16[i] = rand_bf16(&rng, i % 7 ? 1.0f : 1e4f);
     p16[3] = sparq_bf16_from_f32(NAN);
     for (int r = 0; r < ROWS; r++) alpha[r] = r % 3 ? sparq_rng_uniform(&rng) : 0.0f;
-    for (int mode = SAGE_PV_ZERO; mode <= SAGE_PV_FLUSH; mode++)
-      for (int keys = 32; keys <= 64; keys += 32) {
-        for (int i = 0; i < ROWS * dp; i++) o1[i] = o2[i] = sparq_rng_normal(&rng);
-        sage_pv_bf16_ref(p16, v16, keys, ROWS, dp, o1, alpha, (sage_pv_mode)mode);
+    for (int acc = SAGE_ACC_SINGLE_F32; acc <= SAGE_ACC_TWO_F22; acc++) {
+      for (int i = 0; i < ROWS * dp; i++) o1[i] = o2[i] = sparq_rng_normal(&rng);
+      sage_pv_bf16_ref(p16, v16, ROWS, dp, o1, alpha, (sage_accum)acc);
 #ifdef SPARQ_HAVE_X86_SIMD
-        if (sparq_has_bf16()) {
-          sage_pv_bf16_avx512bf16(p16, v16, keys, ROWS, dp, o2, alpha, (sage_pv_mode)mode);
-          if (sage_bits_differ(o1, o2, (size_t)(ROWS * dp)))
-            fail_msg("bf16 pv dp=%lld mode=%d keys=%d differs", (long long)dp, mode, keys);
-        }
-#endif
+      if (sparq_has_bf16()) {
+        sage_pv_bf16_avx512bf16(p16, v16, ROWS, dp, o2, alpha, (sage_accum)acc);
+        if (sage_bits_differ(o1, o2, (size_t)(ROWS * dp)))
+          fail_msg("bf16 pv dp=%lld accumulation %d differs", (long long)dp, acc);
       }
+#endif
+    }
     /* u8 x s8, extremes included */
     for (int i = 0; i < ROWS * 64; i++) p8[i] = (uint8_t)sparq_rng_below(&rng, 256);
     for (int i = 0; i < 64 * dp; i++) v8[i] = rand_s8(&rng, 127);
@@ -385,6 +388,59 @@ static void f16_fma_emulation_rounds_once(void **state) {
   float p = sparq_f16_to_f32(sparq_f16_from_f32(1.0f + 1.0f / 1024.0f));
   float v = 1.0f / 2048.0f;
   assert_true(sage_f16_fma(1.0f, p, v) == 1.0f + 1.0f / 1024.0f);
+}
+
+/* The inline FP16 helpers of the scalar twins equal the num/ codecs bit for
+ * bit: every binary16 code, and FP32 inputs around every rounding boundary. */
+static void inline_f16_helpers_match_the_codecs(void **state) {
+  (void)state;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float a = sage_f16_to_f32((uint16_t)h), b = sparq_f16_to_f32((uint16_t)h);
+    assert_memory_equal(&a, &b, 4);
+  }
+  sparq_rng rng = sparq_rng_make(18, 0);
+  for (int i = 0; i < 2000000; i++) {
+    uint32_t u = sparq_rng_u32(&rng);
+    if (i % 2) u = (u & 0x80001FFFu) | (((0x33000000u + (u & 0x0FFFFFFFu) % 0x14800000u)) & 0x7FFFE000u); /* fp16 range */
+    if (i % 7 == 0) u ^= 0x1000u; /* near a tie */
+    float x, a, b;
+    memcpy(&x, &u, 4);
+    a = sage_f16_round(x);
+    b = sparq_f16_to_f32(sparq_f16_from_f32(x));
+    if (memcmp(&a, &b, 4)) fail_msg("x bits 0x%08x: %a vs %a", u, (double)a, (double)b);
+  }
+  const float edges[] = {65504.0f, 65519.99f, 65520.0f, 6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.98e-08f,
+                         INFINITY, -INFINITY, NAN, -0.0f, 1.0f + 1.0f / 2048.0f};
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+    float a = sage_f16_round(edges[i]), b = sparq_f16_to_f32(sparq_f16_from_f32(edges[i]));
+    assert_memory_equal(&a, &b, 4);
+  }
+}
+
+/* The softmax's inline E4M3 rounding equals the codec round trip, and the
+ * operand bits equal the codecs' encodings of that value. */
+static void inline_e4m3_rounding_matches_the_codec(void **state) {
+  (void)state;
+  sparq_rng rng = sparq_rng_make(19, 0);
+  for (int i = 0; i < 2000000; i++) {
+    uint32_t u = sparq_rng_u32(&rng);
+    if (i % 2) u = (u & 0x800FFFFFu) | ((0x3A000000u + (u >> 4) % 0x0A000000u) & 0x7FF00000u); /* 2^-11 .. 2^9 */
+    if (i % 5 == 0) u = (u & 0xFFF00000u) | 0x00080000u;                                       /* exact ties */
+    float x, a, b;
+    memcpy(&x, &u, 4);
+    a = sage_e4m3_round(x);
+    b = sparq_e4m3_to_f32(sparq_e4m3_from_f32(x));
+    if (memcmp(&a, &b, 4)) fail_msg("x bits 0x%08x: %a vs %a", u, (double)a, (double)b);
+    assert_int_equal(f32_bits(a) >> 16, sparq_bf16_from_f32(b));
+    assert_int_equal(sage_exact_f16_bits(a), sparq_f16_from_f32(b));
+  }
+  const float edges[] = {448.0f, 463.9f, 464.0f, 1e30f, INFINITY, -INFINITY, NAN, -NAN, 0.0f, -0.0f,
+                         0x1p-10f, 0x1.0001p-10f, 0x1p-9f, 0x1.8p-9f, 0x1.fp-7f, 0x1p-6f, 1.0625f, 1.1875f};
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+    float a = sage_e4m3_round(edges[i]), b = sparq_e4m3_to_f32(sparq_e4m3_from_f32(edges[i]));
+    assert_memory_equal(&a, &b, 4);
+    assert_int_equal(sage_exact_f16_bits(a), sparq_f16_from_f32(b));
+  }
 }
 
 static void e4m3_codes_round_trip(void **state) {
@@ -484,6 +540,8 @@ int main(void) {
       cmocka_unit_test(exp2_is_accurate_and_exact_at_the_edges),
       cmocka_unit_test(pv_kernels_simd_match_scalar),
       cmocka_unit_test(f16_fma_emulation_rounds_once),
+      cmocka_unit_test(inline_f16_helpers_match_the_codecs),
+      cmocka_unit_test(inline_e4m3_rounding_matches_the_codec),
       cmocka_unit_test(e4m3_codes_round_trip),
       cmocka_unit_test(smooth_k_is_exact_without_quantization),
       cmocka_unit_test(delta_s_reconstructs_the_scores),

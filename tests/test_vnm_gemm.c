@@ -118,6 +118,8 @@ static void odd_shapes_chunks_and_permutations(void **state) {
     check_case(&rng, 130, 84, 65, vnm_pat(64, 5), true);
     check_case(&rng, 40, 600, 129, vnm_pat(16, 4), true);   /* 2:4 with an input permutation */
     check_case(&rng, 48, 70, 33, vnm_pat(16, 7), true);
+    check_case(&rng, 9, 23, 5, vnm_pat(1, 5), true);        /* every row its own block */
+    check_case(&rng, 130, 40, 20, vnm_pat(128, 8), false);  /* mostly padding rows */
   }
   sparq_set_isa_cap(SPARQ_ISA_AVX512);
 }

@@ -129,6 +129,7 @@ static void assert_same_matrix(const sparq_vnm_matrix *a, const sparq_vnm_matrix
   assert_memory_equal(a->columns, b->columns, (size_t)(a->column_blocks * a->groups * 4) * sizeof(int32_t));
   assert_memory_equal(a->row_perm, b->row_perm, (size_t)a->rows_pad * sizeof(int32_t));
   assert_memory_equal(a->row_inv, b->row_inv, (size_t)a->rows_pad * sizeof(int32_t));
+  assert_memory_equal(a->kpos, b->kpos, (size_t)(a->rows_pad * a->groups) * sizeof(uint16_t));
   assert_memory_equal(a->col_perm, b->col_perm, (size_t)a->cols_pad * sizeof(int32_t));
 }
 
@@ -151,8 +152,10 @@ static void save_and_load_round_trip(void **state) {
     assert_int_equal(sparq_vnm_load(st, "blocks.0.fc1", &b), SPARQ_OK);
     assert_same_matrix(m, a);
     assert_same_matrix(m, b);
-    assert_int_equal(sparq_vnm_load(st, "blocks.1.fc1", &b), SPARQ_ERR_NOT_FOUND);
     sparq_vnm_free(a);
+    sparq_vnm_free(b);
+    assert_int_equal(sparq_vnm_load(st, "blocks.1.fc1", &b), SPARQ_ERR_NOT_FOUND);
+    assert_null(b);
     sparq_safetensors_close(st);
     sparq_vnm_free(m);
     sparq_free(w);

@@ -193,6 +193,9 @@ typedef struct sparq_vnm_matrix {
   int32_t *row_perm;
   int32_t *col_perm;
   int32_t *row_inv; /* inverse of row_perm (derived) */
+  uint16_t *kpos;   /* rows_pad x groups (derived, for the GEMM): the positions
+                       0..m-1 of the 2 kept weights inside their permuted
+                       group, first value in the low byte */
 } sparq_vnm_matrix;
 
 /* Packs w (rows x cols, leading dimension ldw >= cols) under mask
@@ -239,8 +242,8 @@ sparq_status sparq_vnm_load(const sparq_safetensors *st, const char *name, sparq
  * multiplied, so a NaN or inf in x reaches exactly the outputs whose row
  * keeps that column. AVX-512 when sparq_isa_active() allows, else a
  * portable path; OpenMP threads; results do not depend on the thread
- * count. Allocates scratch of about (tokens rounded up to 64) x (rows_pad +
- * cols_pad) floats. tokens == 0 is valid. */
+ * count. Allocates scratch of 64 x (rows_pad + cols_pad) floats per
+ * thread (one token tile of X^T and of Y^T). tokens == 0 is valid. */
 sparq_status sparq_vnm_gemm(const sparq_vnm_matrix *m, int64_t tokens, const float *x, int64_t ldx, float *y,
                             int64_t ldy);
 

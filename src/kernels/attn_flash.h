@@ -38,7 +38,8 @@ typedef struct flash_item {
 /* Runs the online softmax of one item over every key block its rows see,
  * leaving o, m, l for the driver to normalize. The AVX-512 kernel and its
  * portable twin follow the same tiling and accumulation order; they differ
- * only in FMA contraction and in the order of horizontal reductions. */
+ * only in FMA contraction, the order of the row-max reduction and how exp2
+ * rounds a tie in its range reduction (a few ulps). */
 void flash_item_run_scalar(const flash_item *it);
 #ifdef SPARQ_HAVE_X86_SIMD
 void flash_item_run_avx2(const flash_item *it);

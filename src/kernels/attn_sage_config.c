@@ -59,12 +59,10 @@ sparq_status sage_config_resolve(const attn_problem *p, sage_config *c) {
   switch (o->variant) {
     case SPARQ_ATTN_SAGE1:
       /* SA1: P-tilde <= 1 and raw V in FP16, FP16 accumulator per key block */
-      if (a == SPARQ_ATTN_PV_DEFAULT || a == SPARQ_ATTN_PV_F16_F32) {
-        a = SPARQ_ATTN_PV_F16_F32;
+      if (a == SPARQ_ATTN_PV_DEFAULT || a == SPARQ_ATTN_PV_F16_F32)
         set_pv(c, SAGE_PV_F16, SAGE_ACC_TWO_F16, SAGE_ROUND_F16, 0.0f, 0.0f);
-      } else {
+      else
         bad = "sage1 accumulates PV in FP16 blocks only (f16+f32)";
-      }
       break;
     case SPARQ_ATTN_SAGE2_8B:
     case SPARQ_ATTN_SAGE2_4B:
@@ -94,7 +92,6 @@ sparq_status sage_config_resolve(const attn_problem *p, sage_config *c) {
   if (bad)
     return sparq_fail(SPARQ_ERR_ARG, "attn_forward_sage: %s: pv_accum %s is not supported: %s", vname, pv_name(o->pv_accum),
                       bad);
-  c->pv_mode = a;
 #ifdef SPARQ_HAVE_X86_SIMD
   c->hw_f16 = c->pv == SAGE_PV_F16 && sparq_isa_active() == SPARQ_ISA_AVX512 && sparq_cpu()->avx512fp16 &&
               sage_pv_f16_hw_built();

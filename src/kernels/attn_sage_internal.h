@@ -1,7 +1,8 @@
-/* SageAttention internals shared by the driver (attn_sage.c), the pre-pass
- * (attn_sage_prep.c), the QK + softmax kernels (attn_sage_qk*.c, softmax in
- * attn_sage_softmax.c), the PV kernels (attn_sage_pv*.c) and the dump
- * (attn_sage_dump.c). Spec: shared/spec/sage-attention.md.
+/* SageAttention internals shared by the driver (attn_sage.c), the knobs
+ * (attn_sage_config.c), the pre-pass (attn_sage_prep*.c), the work items
+ * (attn_sage_item.c), the QK + softmax kernels (attn_sage_qk_avx512.c and
+ * the scalar twins in attn_sage_softmax.c), the PV kernels (attn_sage_pv*.c)
+ * and the dump (attn_sage_dump.c). Spec: shared/spec/sage-attention.md.
  *
  * Data flow per call:
  *   pre-pass per kv head: k_mean, K' = K - k_mean, K quantized per group into
@@ -29,11 +30,8 @@ enum {
   SAGE_BK = 64,      /* keys per block (spec BK) */
   SAGE_BQ = 64,      /* query rows per work item */
   SAGE_QBLOCK = 128, /* smooth-Q block and per_block Q group (spec BQ) */
-  SAGE_QK_ROWS = 4,  /* query rows per QK register tile: 4 x 64 int32 = 16 zmm */
-  SAGE_PV_ROWS_MAX = 8,
-  /* P tile rows: SAGE_BQ plus slack so a PV register tile of 3 rows may run
-   * past the last real row into zero rows */
-  SAGE_P_ROWS = SAGE_BQ + 8
+  SAGE_QK_ROWS = 4,  /* query rows per QK and PV register tile: 4 x 64 int32 = 16 zmm */
+  SAGE_P_ROWS = SAGE_BQ /* rows of a P tile and of O: an item's rows rounded up to 4 */
 };
 
 #define SAGE_LOG2E 1.44269504088896340736f
@@ -67,13 +65,19 @@ typedef enum sage_round {
 } sage_round;
 
 /* Format of the P tile that the softmax writes. */
-typedef enum sage_p_format { SAGE_P_F32, SAGE_P_BF16, SAGE_P_F16, SAGE_P_U8 } sage_p_format;
+typedef enum sage_p_format {
+  SAGE_P_F32,
+  SAGE_P_BF16,
+  SAGE_P_F16,
+  SAGE_P_U8,
+  SAGE_P_E4M3_BF16, /* P-hat = E4M3(P-tilde), held exactly as BF16 */
+  SAGE_P_E4M3_F16   /* the same held as FP16 */
+} sage_p_format;
 
 /* A call's resolved knobs (variant defaults applied). */
 typedef struct sage_config {
   sparq_attn_variant variant;
   sparq_attn_granularity gran;
-  sparq_attn_pv_accum pv_mode; /* resolved, never DEFAULT */
   bool smooth_k, smooth_q, smooth_v;
   int qmax;            /* 127 (INT8) or 7 (INT4) */
   sage_pv_kind pv;
@@ -207,7 +211,8 @@ typedef struct sage_row_state {
 typedef struct sage_qk_tile {
   const uint8_t *q;       /* [SAGE_QK_ROWS][dp] Q-hat + 128 */
   const float *q_scale;   /* [SAGE_QK_ROWS] */
-  const float *ds[SAGE_QK_ROWS]; /* per row: dS * tau * log2e of this key block ([SAGE_BK]), or NULL */
+  const float *ds[SAGE_QK_ROWS]; /* per row: dS * tau * log2e of this key block ([SAGE_BK]); NULL for
+                                    every row or for none */
   const int8_t *k;        /* the packed key block: [4][dp / 4][16][4] */
   const int32_t *k_corr;  /* [SAGE_BK] */
   const float *k_scale;   /* [SAGE_BK] */
@@ -288,22 +293,20 @@ void sage_qk_scores_vnni(const sage_qk_tile *t, int32_t *s);
 void sage_qk_tile_vnni(const sage_qk_tile *t);
 #endif
 
-/* PV of one key block for `rows` rows (a multiple of SAGE_QK_ROWS up to
- * SAGE_BQ; the P tile and O have SAGE_P_ROWS rows).
- *   BF16: p uint16 [SAGE_P_ROWS][SAGE_BK], v [keys / 2][dp][2];
- *   mode ZERO: o = sum; ADD: o += sum key by key; FLUSH: o = alpha o + sum.
- * keys is 32 or 64 (p and v point at the first key). */
-typedef enum sage_pv_mode { SAGE_PV_ZERO, SAGE_PV_ADD, SAGE_PV_FLUSH } sage_pv_mode;
-void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int keys, int64_t rows, int64_t dp, float *o,
-                      const float *alpha, sage_pv_mode mode);
+/* PV of one 64-key block for `rows` rows (a multiple of 4; the P tile has
+ * SAGE_BK columns per row, O has dp), O updated per `accum`:
+ *   BF16: p uint16 [rows][SAGE_BK], v [SAGE_BK / 2][dp][2]; R = sum of key
+ *   pairs in FP32 (vdpbf16ps), every accumulation mode except TWO_F16. */
+void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha,
+                      sage_accum accum);
 /* FP16: p uint16 [SAGE_P_ROWS][SAGE_BK], v uint16 [SAGE_BK][dp]; o = alpha o + R,
  * R accumulated key by key in FP16 (each step one rounding, as vfmadd231ph). */
 void sage_pv_f16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
 /* U8: p uint8 [SAGE_P_ROWS][SAGE_BK], v int8 [SAGE_BK / 4][dp][4]; o = alpha o + (float)R. */
 void sage_pv_u8_ref(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
 #ifdef SPARQ_HAVE_X86_SIMD
-void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int keys, int64_t rows, int64_t dp, float *o,
-                             const float *alpha, sage_pv_mode mode);
+void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
+                             const float *alpha, sage_accum accum);
 void sage_pv_f16_avx512(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
                         const float *alpha);
 void sage_pv_u8_vnni(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
@@ -313,19 +316,133 @@ void sage_pv_f16_avx512fp16(const uint16_t *p, const uint16_t *v, int64_t rows, 
                             const float *alpha);
 #endif
 
+/* Branch-free select: mask all ones picks a, all zeros picks b. */
+static inline uint32_t sage_sel(uint32_t mask, uint32_t a, uint32_t b) { return (a & mask) | (b & ~mask); }
+static inline uint32_t sage_mask(int cond) { return 0u - (uint32_t)(cond != 0); }
+
+/* The nearest binary16 value of x, as a float: sparq_f16_to_f32(
+ * sparq_f16_from_f32(x)) bit for bit (RNE, subnormals, overflow to inf, NaN
+ * quieted with its payload), but inline and branch-free so the scalar twins'
+ * channel loops vectorize. */
+static inline float sage_f16_round(float x) {
+  const uint32_t u = f32_bits(x), sign = u & 0x80000000u, a = u & 0x7FFFFFFFu;
+  uint32_t normal = (a + 0xFFFu + ((a >> 13) & 1u)) & 0xFFFFE000u;             /* RNE at 10 mantissa bits */
+  normal = sage_sel(sage_mask(normal > 0x477FE000u), 0x7F800000u, normal);      /* past 65504: inf */
+  /* below 2^-14 the grid is 2^-24, the ulp of FP32 numbers in [0.5, 1) */
+  const uint32_t sub = f32_bits((bits_f32(a) + 0.75f) - 0.75f);
+  const uint32_t nan = 0x7FC00000u | (a & 0x003FE000u);
+  uint32_t r = sage_sel(sage_mask(a < 0x38800000u), sub, normal);
+  r = sage_sel(sage_mask(a >= 0x7F800000u), sage_sel(sage_mask(a > 0x7F800000u), nan, a), r);
+  return bits_f32(r | sign);
+}
+
+/* binary16 bits -> float, inline and branch-free (sparq_f16_to_f32 bit for bit). */
+static inline float sage_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  const uint32_t sub = f32_bits((float)m * 5.9604644775390625e-08f); /* m 2^-24, exact */
+  const uint32_t special = 0x7F800000u | (sage_mask(m != 0) & (0x00400000u | (m << 13)));
+  uint32_t r = sage_sel(sage_mask(e == 0), sub, ((e + 112u) << 23) | (m << 13));
+  r = sage_sel(sage_mask(e == 0x1F), special, r);
+  return bits_f32(r | sign);
+}
+
 /* One FP16 accumulation step exactly as vfmadd231ph rounds it:
- * fp16(acc + p v) with a single rounding (p, v, acc FP16 values as floats). */
-float sage_f16_fma(float acc, float p, float v);
+ * fp16(acc + p v) with a single rounding (p, v, acc FP16 values as floats).
+ * The product is exact in FP32 (11 x 11 significant bits); TwoSum gives the
+ * exact error of the FP32 sum, and rounding that sum to odd (a sticky last
+ * bit) makes the second rounding, to FP16's 11 bits, equal to one rounding
+ * of the exact result. */
+static inline float sage_f16_fma(float acc, float p, float v) {
+  const float prod = p * v;
+  const float s = acc + prod;
+  const float bb = s - acc;
+  const float e = (acc - (s - bb)) + (prod - bb);
+  const uint32_t u = f32_bits(s), e2 = f32_bits(e) << 1;
+  const uint32_t step = 1u | (0u - ((f32_bits(e) ^ u) >> 31)); /* +1 or -1: toward the exact sum */
+  /* integer masks only (e != 0, s even): gcc vectorizes these, not a float compare */
+  const uint32_t inexact = 0u - ((e2 | (0u - e2)) >> 31), even = (u & 1u) - 1u;
+  return sage_f16_round(bits_f32(u + (step & inexact & even)));
+}
 
 /* Truncates x to 13 mantissa bits (the FP22 accumulator of FP8 MMAs). */
-static inline float sage_trunc22(float x) {
-  union {
-    float f;
-    uint32_t u;
-  } b = {x};
-  b.u &= 0xFFFFFC00u;
-  return b.f;
+static inline float sage_trunc22(float x) { return bits_f32(f32_bits(x) & 0xFFFFFC00u); }
+
+/* The E4M3 value nearest x, as a float: sparq_e4m3_to_f32(
+ * sparq_e4m3_from_f32(x)) bit for bit (RNE, subnormals on a 2^-9 grid,
+ * saturation at +-448 for every |x| >= 448 and inf, NaN -> +-0x7FC00000),
+ * inline and branch-free for the softmax's P rounding. */
+static inline float sage_e4m3_round(float x) {
+  const uint32_t u = f32_bits(x), sign = u & 0x80000000u, a = u & 0x7FFFFFFFu;
+  uint32_t normal = (a + 0x7FFFFu + ((a >> 20) & 1u)) & 0xFFF00000u; /* RNE at 3 mantissa bits */
+  normal = normal > 0x43E00000u ? 0x43E00000u : normal;              /* 448 and up (inf too): 448 */
+  /* below 2^-6 the grid is 2^-9, the ulp of FP32 numbers in [2^14, 2^15) */
+  const uint32_t sub = f32_bits((bits_f32(a) + 24576.0f) - 24576.0f);
+  uint32_t r = sage_sel(sage_mask(a < 0x3C800000u), sub, normal);
+  r = sage_sel(sage_mask(a > 0x7F800000u), 0x7FC00000u, r);
+  return bits_f32(r | sign);
 }
+
+/* FP16 bits of a value that FP16 holds exactly (an E4M3 value, or NaN). */
+static inline uint16_t sage_exact_f16_bits(float x) {
+  const uint32_t u = f32_bits(x), a = u & 0x7FFFFFFFu;
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t r = a ? (a >> 13) - (112u << 10) : 0u;
+  r = a > 0x7F800000u ? 0x7E00u : r;
+  return (uint16_t)(r | sign);
+}
+
+/* ------------------------------------------------- driver and work items */
+
+/* Geometry shared by every stage. */
+typedef struct sage_geom {
+  int64_t nq_pad, nk_pad, nqb, dp;
+  float tau_log2e;
+} sage_geom;
+
+/* The per-call buffers of every head. */
+typedef struct sage_buffers {
+  /* per kv head, [B * Hkv] blocks */
+  float *k_mean, *k_scale, *v_mean, *v_scale;
+  int8_t *k_hat;
+  int32_t *k_corr;
+  void *v_hat;
+  /* per q head, [B * Hq] blocks */
+  uint8_t *q_hat;
+  float *q_scale, *q_delta, *q_mean, *ds, *ds_log2;
+} sage_buffers;
+
+/* Views of kv head idx (b * Hkv + h) and q head idx (b * Hq + h). */
+sage_kv sage_kv_at(const sage_buffers *b, const sage_geom *g, int64_t idx);
+sage_q sage_q_at(const sage_buffers *b, const sage_geom *g, int64_t idx);
+
+/* Kernels picked once per call from the active ISA. */
+typedef struct sage_kernels {
+  void (*qk)(const sage_qk_tile *);
+  void (*pv_bf16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *, sage_accum);
+  void (*pv_f16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *);
+  void (*pv_u8)(const uint8_t *, const int8_t *, int64_t, int64_t, float *, const float *);
+} sage_kernels;
+
+typedef struct sage_run {
+  const attn_problem *p;
+  const sage_config *cfg;
+  const sage_geom *g;
+  const sage_buffers *buf;
+  sage_kernels k;
+} sage_run;
+
+/* Per-thread scratch of the main loop. */
+typedef struct sage_scratch {
+  void *p;          /* [SAGE_P_ROWS][SAGE_BK] P tile, 4 bytes per element at most */
+  float *o;         /* [SAGE_P_ROWS][dp] O */
+  float *alpha, *fs;
+  sage_row_state *state;
+} sage_scratch;
+
+size_t sage_scratch_bytes(int64_t dp);
+sage_scratch sage_scratch_at(unsigned char *base, int64_t dp);
+/* Runs work item `item` (batch-major, then head, then query block). */
+void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item);
 
 /* ------------------------------------------------------------------- dump */
 

@@ -143,15 +143,17 @@ void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub,
 }
 
 void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr) {
-  memset(packed, 0, (size_t)(nk_pad * dp));
+  /* written in packed order, 4 bytes (one key, 4 channels) at a time */
+  int8_t *dst = packed;
+  for (int64_t g = 0; g < nk_pad / 16; g++)
+    for (int64_t c4 = 0; c4 < dp / 4; c4++)
+      for (int64_t j = g * 16; j < g * 16 + 16; j++, dst += 4) {
+        if (j < nk) memcpy(dst, k_hat + j * dp + 4 * c4, 4);
+        else memset(dst, 0, 4);
+      }
   for (int64_t j = 0; j < nk_pad; j++) {
     int32_t sum = 0;
-    if (j < nk)
-      for (int64_t c = 0; c < dp; c++) {
-        int8_t x = k_hat[j * dp + c];
-        packed[((j / 16) * (dp / 4) + c / 4) * 64 + (j % 16) * 4 + c % 4] = x;
-        sum += x;
-      }
+    for (int64_t c = 0; j < nk && c < dp; c++) sum += k_hat[j * dp + c];
     corr[j] = 128 * sum;
   }
 }

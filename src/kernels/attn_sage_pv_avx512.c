@@ -9,6 +9,7 @@
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
@@ -24,37 +25,66 @@ static inline int32_t load_i32(const void *p) {
 
 /* ------------------------------------------------------------------ BF16 */
 
-/* 4 rows x W vectors of 16 channels starting at channel c0. */
-INLINE TARGET_BF16 void pv_bf16_tile(const uint16_t *p, const uint16_t *v, int keys, int64_t dp, int64_t c0,
-                                     const int W, float *o, const float *alpha, sage_pv_mode mode) {
-  __m512 acc[4][4];
+/* 4 rows x W vectors of 16 channels starting at channel c0, in the
+ * accumulation mode `accum` (constant after inlining). The FP22 modes carry
+ * a second set of accumulators for the 32-key step sums, so they run with
+ * W = 2 to stay within the 32 zmm registers. */
+INLINE TARGET_BF16 void pv_bf16_tile(const uint16_t *p, const uint16_t *v, int64_t dp, int64_t c0, const int W,
+                                     float *o, const float *alpha, const sage_accum accum) {
+  const bool single = accum == SAGE_ACC_SINGLE_F32 || accum == SAGE_ACC_SINGLE_F22;
+  const bool f22 = accum == SAGE_ACC_SINGLE_F22 || accum == SAGE_ACC_TWO_F22;
+  const int steps = f22 ? 2 : 1, pairs = SAGE_BK / 2 / steps;
+  const __m512i mant13 = _mm512_set1_epi32((int)0xFFFFFC00u);
+  __m512 acc[4][4], t[4][4];
   for (int r = 0; r < 4; r++)
     for (int w = 0; w < W; w++)
-      acc[r][w] = mode == SAGE_PV_ADD ? _mm512_loadu_ps(o + r * dp + c0 + 16 * w) : _mm512_setzero_ps();
-  for (int kk = 0; kk < keys / 2; kk++) {
-    __m512i vv[4];
-    for (int w = 0; w < W; w++) vv[w] = _mm512_loadu_si512(v + (kk * dp + c0 + 16 * w) * 2);
-    for (int r = 0; r < 4; r++) {
-      const __m512i pb = _mm512_set1_epi32(load_i32(p + r * SAGE_BK + 2 * kk));
-      for (int w = 0; w < W; w++) acc[r][w] = _mm512_dpbf16_ps(acc[r][w], (__m512bh)pb, (__m512bh)vv[w]);
+      acc[r][w] = single ? _mm512_mul_ps(_mm512_loadu_ps(o + r * dp + c0 + 16 * w), _mm512_set1_ps(alpha[r]))
+                         : _mm512_setzero_ps();
+  for (int st = 0; st < steps; st++) {
+    for (int r = 0; r < 4; r++)
+      for (int w = 0; w < W; w++) t[r][w] = f22 ? _mm512_setzero_ps() : acc[r][w];
+    for (int kk = st * pairs; kk < (st + 1) * pairs; kk++) {
+      __m512i vv[4];
+      for (int w = 0; w < W; w++) vv[w] = _mm512_loadu_si512(v + (kk * dp + c0 + 16 * w) * 2);
+      for (int r = 0; r < 4; r++) {
+        const __m512i pb = _mm512_set1_epi32(load_i32(p + r * SAGE_BK + 2 * kk));
+        for (int w = 0; w < W; w++) t[r][w] = _mm512_dpbf16_ps(t[r][w], (__m512bh)pb, (__m512bh)vv[w]);
+      }
     }
+    for (int r = 0; r < 4; r++)
+      for (int w = 0; w < W; w++)
+        acc[r][w] = f22 ? _mm512_castsi512_ps(_mm512_and_si512(
+                              _mm512_castps_si512(_mm512_add_ps(acc[r][w], t[r][w])), mant13))
+                        : t[r][w];
   }
   for (int r = 0; r < 4; r++)
     for (int w = 0; w < W; w++) {
       float *dst = o + r * dp + c0 + 16 * w;
-      if (mode == SAGE_PV_FLUSH) _mm512_storeu_ps(dst, _mm512_fmadd_ps(_mm512_loadu_ps(dst), _mm512_set1_ps(alpha[r]), acc[r][w]));
-      else _mm512_storeu_ps(dst, acc[r][w]);
+      if (single) _mm512_storeu_ps(dst, acc[r][w]);
+      else _mm512_storeu_ps(dst, _mm512_fmadd_ps(_mm512_loadu_ps(dst), _mm512_set1_ps(alpha[r]), acc[r][w]));
     }
 }
 
-TARGET_BF16 void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int keys, int64_t rows, int64_t dp,
-                                         float *o, const float *alpha, sage_pv_mode mode) {
+INLINE TARGET_BF16 void pv_bf16_rows(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
+                                     const float *alpha, const sage_accum accum) {
+  const bool f22 = accum == SAGE_ACC_SINGLE_F22 || accum == SAGE_ACC_TWO_F22;
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const uint16_t *pr = p + r0 * SAGE_BK;
     float *orow = o + r0 * dp;
     int64_t c0 = 0;
-    for (; c0 + 64 <= dp; c0 += 64) pv_bf16_tile(pr, v, keys, dp, c0, 4, orow, alpha + r0, mode);
-    if (c0 < dp) pv_bf16_tile(pr, v, keys, dp, c0, 2, orow, alpha + r0, mode);
+    if (!f22)
+      for (; c0 + 64 <= dp; c0 += 64) pv_bf16_tile(pr, v, dp, c0, 4, orow, alpha + r0, accum);
+    for (; c0 < dp; c0 += 32) pv_bf16_tile(pr, v, dp, c0, 2, orow, alpha + r0, accum);
+  }
+}
+
+TARGET_BF16 void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
+                                         const float *alpha, sage_accum accum) {
+  switch (accum) {
+    case SAGE_ACC_SINGLE_F32: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F32); break;
+    case SAGE_ACC_SINGLE_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F22); break;
+    case SAGE_ACC_TWO_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F22); break;
+    default: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F32); break;
   }
 }
 

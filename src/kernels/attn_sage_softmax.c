@@ -14,34 +14,18 @@
 #include "num/float_bits.h"
 #include "sparq/num.h"
 
-float sage_f16_fma(float acc, float p, float v) {
-  float prod = p * v; /* exact: 11 x 11 significant bits, far from under/overflow */
-  float s = acc + prod;
-  /* TwoSum: e is the exact rounding error of s */
-  float bb = s - acc;
-  float e = (acc - (s - bb)) + (prod - bb);
-  /* Round to odd (a sticky bit in the last place) makes the second rounding,
-   * to FP16's 11 bits, equal to a single rounding of the exact sum. */
-  uint32_t u = f32_bits(s);
-  if (e != 0.0f && !(u & 1u)) u += ((f32_bits(e) ^ u) >> 31) ? (uint32_t)-1 : 1u;
-  return sparq_f16_to_f32(sparq_f16_from_f32(bits_f32(u)));
-}
-
 void sage_qk_scores_ref(const sage_qk_tile *t, int32_t *s) {
   const int64_t dp = t->dp;
+  int8_t k[SAGE_BK * 256]; /* the block unpacked row-major, so the dot loops vectorize */
+  for (int j = 0; j < SAGE_BK; j++)
+    for (int64_t c = 0; c < dp; c++) k[j * dp + c] = sage_packed_k_at(t->k, dp, j, c);
   for (int r = 0; r < SAGE_QK_ROWS; r++)
     for (int j = 0; j < SAGE_BK; j++) {
       int32_t acc = 0;
-      for (int64_t c = 0; c < dp; c++)
-        acc += (int32_t)t->q[r * dp + c] * (int32_t)sage_packed_k_at(t->k, dp, j, c);
+      for (int64_t c = 0; c < dp; c++) acc += (int32_t)t->q[r * dp + c] * (int32_t)k[j * dp + c];
       s[r * SAGE_BK + j] = acc - t->k_corr[j];
     }
 }
-
-
-
-
-
 
 void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row) {
   float s[SAGE_BK], pt[SAGE_BK];
@@ -49,15 +33,17 @@ void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row) {
   const float *ds = t->ds[r];
   const int from = t->masked ? sage_mask_from(t, r) : SAGE_BK;
   float mx = -INFINITY;
+  /* With dS the score is fma(x, dQ dK, dS). Without it the row scale dQ
+   * waits: s = x dK, max over s, and the exponent fma(s, dQ, -b) (dQ > 0, so
+   * max(s) dQ is the max of the scaled scores). */
   for (int j = 0; j < SAGE_BK; j++) {
-    float x = (float)s_row[j], sc = dq * t->k_scale[j];
-    float v = ds ? fmaf(x, sc, ds[j]) : x * sc;
+    float x = (float)s_row[j], v = ds ? fmaf(x, dq * t->k_scale[j], ds[j]) : x * t->k_scale[j];
     if (j >= from) v = SAGE_MASK;
     s[j] = v;
     mx = v > mx ? v : mx;
   }
-  const float bias = sage_row_begin(t, r, mx);
-  for (int j = 0; j < SAGE_BK; j++) pt[j] = sage_exp2(s[j] - bias);
+  const float bias = sage_row_begin(t, r, ds ? mx : mx * dq);
+  for (int j = 0; j < SAGE_BK; j++) pt[j] = j >= from ? 0.0f : sage_exp2(ds ? s[j] - bias : fmaf(s[j], dq, -bias));
   sage_row_end(t, r, sage_sum64(pt));
   switch (t->fmt) {
     case SAGE_P_F32: memcpy((float *)t->p + r * SAGE_BK, pt, sizeof pt); break;
@@ -69,6 +55,14 @@ void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row) {
       break;
     case SAGE_P_U8:
       for (int j = 0; j < SAGE_BK; j++) ((uint8_t *)t->p)[r * SAGE_BK + j] = sage_p_u8(pt[j], t->u8_scale);
+      break;
+    case SAGE_P_E4M3_BF16:
+      for (int j = 0; j < SAGE_BK; j++)
+        ((uint16_t *)t->p)[r * SAGE_BK + j] = (uint16_t)(f32_bits(sage_e4m3_round(pt[j])) >> 16);
+      break;
+    case SAGE_P_E4M3_F16:
+      for (int j = 0; j < SAGE_BK; j++)
+        ((uint16_t *)t->p)[r * SAGE_BK + j] = sage_exact_f16_bits(sage_e4m3_round(pt[j]));
       break;
   }
 }

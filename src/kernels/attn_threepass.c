@@ -24,13 +24,26 @@ enum { TP_BQ = 64 };
  * exp2 loop vectorizes where it can. */
 static inline __attribute__((always_inline)) float softmax_row_body(float *s, int64_t n, int64_t visible,
                                                                     float *sum) {
+  /* 16 lanes of partial max and sum: without them each reduction is one
+   * serial dependency chain and the baseline would measure that, not the
+   * cost of the extra passes over S */
+  enum { L = 16 };
   for (int64_t j = visible; j < n; j++) s[j] = FLASH_MASK;
-  float m = s[0];
-  for (int64_t j = 1; j < n; j++) m = s[j] > m ? s[j] : m;
-  for (int64_t j = 0; j < n; j++) s[j] = flash_exp2(s[j] - m);
-  float l = 0;
-  for (int64_t j = 0; j < n; j++) l += s[j];
-  *sum = l;
+  float mx[L], sm[L];
+  for (int l = 0; l < L; l++) mx[l] = FLASH_MASK, sm[l] = 0.0f;
+  int64_t j = 0;
+  for (; j + L <= n; j += L)
+    for (int l = 0; l < L; l++) mx[l] = s[j + l] > mx[l] ? s[j + l] : mx[l];
+  for (; j < n; j++) mx[0] = s[j] > mx[0] ? s[j] : mx[0];
+  float m = mx[0];
+  for (int l = 1; l < L; l++) m = mx[l] > m ? mx[l] : m;
+  for (j = 0; j < n; j++) s[j] = flash_exp2(s[j] - m);
+  for (j = 0; j + L <= n; j += L)
+    for (int l = 0; l < L; l++) sm[l] += s[j + l];
+  for (; j < n; j++) sm[0] += s[j];
+  float total = 0.0f;
+  for (int l = 0; l < L; l++) total += sm[l];
+  *sum = total;
   return m;
 }
 

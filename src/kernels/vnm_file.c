@@ -123,7 +123,10 @@ sparq_status sparq_vnm_load(const sparq_safetensors *st, const char *name, sparq
     /* validate's arguments are right by construction; its complaints are about the file */
     return SPARQ_ERR_FORMAT;
   }
-  vnm_matrix_finish(m);
+  if ((s = vnm_matrix_finish(m)) != SPARQ_OK) {
+    sparq_vnm_free(m);
+    return s;
+  }
   *out = m;
   return SPARQ_OK;
 }

@@ -3,9 +3,10 @@
  *
  * The tile keeps a x b zmm accumulators (a rows x 16b tokens) in registers.
  * Per row and group it broadcasts the 2 weights and issues 2b FMAs whose X
- * operand comes straight from the gathered strip: the 2 operands differ
- * from row to row (the 2:4 positions), so nothing is reused across rows;
- * one load per FMA is what Zen 4 and Intel cores sustain from L1. */
+ * operand is loaded straight from the group's X^T rows: the 2 rows differ
+ * from row to row of W (its 2:4 positions), so an X vector is not reused
+ * across rows and the loop runs at one load per FMA plus the broadcasts,
+ * which the load ports of Zen 4 sustain at about 3/4 of the FMA peak. */
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
 #include <string.h>
@@ -14,22 +15,24 @@
 
 #define TARGET __attribute__((target("avx512f")))
 
-/* One row's 2 FMAs per token vector for group g (code = its 2:4 positions). */
-#define ROW_GROUP(r, g, code)                                                                                 \
-  do {                                                                                                        \
-    const float *p0 = xg + ((g) * 4 + ((code) & 3)) * VNM_TT, *p1 = xg + ((g) * 4 + ((code) >> 2)) * VNM_TT;  \
-    const __m512 w0 = _mm512_set1_ps(vals[(r) * vstride + 2 * (g)]);                                          \
-    const __m512 w1 = _mm512_set1_ps(vals[(r) * vstride + 2 * (g) + 1]);                                      \
-    _Pragma("GCC unroll 4") for (int j = 0; j < B; j++) {                                                     \
-      acc[r][j] = _mm512_fmadd_ps(w0, _mm512_load_ps(p0 + 16 * j), acc[r][j]);                                \
-      acc[r][j] = _mm512_fmadd_ps(w1, _mm512_load_ps(p1 + 16 * j), acc[r][j]);                                \
-    }                                                                                                         \
+/* One row's 2 FMAs per token vector for group g (k = its 2 positions). */
+#define ROW_GROUP(r, g, k)                                                                                     \
+  do {                                                                                                         \
+    const float *base = xg + (g) * gstride;                                                                    \
+    const float *p0 = base + ((k) & 0xFF) * VNM_TT, *p1 = base + ((k) >> 8) * VNM_TT;                          \
+    const __m512 w0 = _mm512_set1_ps(vals[(r) * vstride + 2 * (g)]);                                           \
+    const __m512 w1 = _mm512_set1_ps(vals[(r) * vstride + 2 * (g) + 1]);                                       \
+    _Pragma("GCC unroll 4") for (int j = 0; j < B; j++) {                                                      \
+      acc[r][j] = _mm512_fmadd_ps(w0, _mm512_load_ps(p0 + 16 * j), acc[r][j]);                                 \
+      acc[r][j] = _mm512_fmadd_ps(w1, _mm512_load_ps(p1 + 16 * j), acc[r][j]);                                 \
+    }                                                                                                          \
   } while (0)
 
 static inline __attribute__((always_inline)) TARGET void tile_body(const int A, const int B, int64_t ng,
-                                                                   const float *xg, const float *vals,
-                                                                   int64_t vstride, const uint8_t *meta,
-                                                                   int64_t mstride, float *yt, int accumulate) {
+                                                                   const float *xg, int64_t gstride,
+                                                                   const float *vals, int64_t vstride,
+                                                                   const uint16_t *kpos, int64_t kstride, float *yt,
+                                                                   int accumulate) {
   __m512 acc[VNM_MAX_A][4];
 #pragma GCC unroll 8
   for (int r = 0; r < A; r++)
@@ -37,7 +40,7 @@ static inline __attribute__((always_inline)) TARGET void tile_body(const int A, 
     for (int j = 0; j < B; j++)
       acc[r][j] = accumulate ? _mm512_load_ps(yt + r * VNM_TT + 16 * j) : _mm512_setzero_ps();
   /* Loads are the bottleneck (one per FMA plus the broadcasts), so the
-   * codes of two groups come in one 16-bit load. */
+   * positions of two groups come in one 32-bit load. */
   int64_t g = 0;
   for (; g + 2 <= ng; g += 2) {
     /* The next tile's rows are short streams the hardware prefetcher only
@@ -45,25 +48,32 @@ static inline __attribute__((always_inline)) TARGET void tile_body(const int A, 
     if ((g & 7) == 0) {
 #pragma GCC unroll 8
       for (int r = A; r < 2 * A; r++) _mm_prefetch((const char *)(vals + r * vstride + 2 * g), _MM_HINT_T0);
-      if ((g & 63) == 0) {
+      if ((g & 31) == 0) {
 #pragma GCC unroll 8
-        for (int r = A; r < 2 * A; r++) _mm_prefetch((const char *)(meta + r * mstride + g), _MM_HINT_T0);
+        for (int r = A; r < 2 * A; r++) _mm_prefetch((const char *)(kpos + r * kstride + g), _MM_HINT_T0);
       }
+    }
+    /* and its partial sums, which sit in L3 when the layer is wide */
+    if (g == 16 && accumulate) {
+#pragma GCC unroll 8
+      for (int r = A; r < 2 * A; r++)
+#pragma GCC unroll 4
+        for (int j = 0; j < B; j++) _mm_prefetch((const char *)(yt + r * VNM_TT + 16 * j), _MM_HINT_T0);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < A; r++) {
-      uint16_t codes;
-      memcpy(&codes, meta + r * mstride + g, sizeof codes);
-      const unsigned c0 = codes & 0xFF, c1 = codes >> 8;
-      ROW_GROUP(r, g, c0);
-      ROW_GROUP(r, g + 1, c1);
+      uint32_t pair;
+      memcpy(&pair, kpos + r * kstride + g, sizeof pair);
+      const unsigned k0 = pair & 0xFFFF, k1 = pair >> 16;
+      ROW_GROUP(r, g, k0);
+      ROW_GROUP(r, g + 1, k1);
     }
   }
   for (; g < ng; g++) {
 #pragma GCC unroll 8
     for (int r = 0; r < A; r++) {
-      const unsigned c = meta[r * mstride + g];
-      ROW_GROUP(r, g, c);
+      const unsigned k = kpos[r * kstride + g];
+      ROW_GROUP(r, g, k);
     }
   }
 #pragma GCC unroll 8
@@ -73,9 +83,9 @@ static inline __attribute__((always_inline)) TARGET void tile_body(const int A, 
 }
 
 #define TILE(A, B)                                                                                              \
-  TARGET static void tile_##A##_##B(int64_t ng, const float *xg, const float *vals, int64_t vs,                \
-                                    const uint8_t *meta, int64_t ms, float *yt, int accumulate) {              \
-    tile_body(A, B, ng, xg, vals, vs, meta, ms, yt, accumulate);                                               \
+  TARGET static void tile_##A##_##B(int64_t ng, const float *xg, int64_t gs, const float *vals, int64_t vs,    \
+                                    const uint16_t *kpos, int64_t ks, float *yt, int accumulate) {             \
+    tile_body(A, B, ng, xg, gs, vals, vs, kpos, ks, yt, accumulate);                                           \
   }
 /* a up to 8 for 1-2 token vectors (few accumulators per row), up to 4 for 3-4 */
 TILE(1, 1) TILE(2, 1) TILE(3, 1) TILE(4, 1) TILE(5, 1) TILE(6, 1) TILE(7, 1) TILE(8, 1)
@@ -84,7 +94,8 @@ TILE(1, 3) TILE(2, 3) TILE(3, 3) TILE(4, 3)
 TILE(1, 4) TILE(2, 4) TILE(3, 4) TILE(4, 4)
 #undef TILE
 
-typedef void (*tile_ab_fn)(int64_t, const float *, const float *, int64_t, const uint8_t *, int64_t, float *, int);
+typedef void (*tile_ab_fn)(int64_t, const float *, int64_t, const float *, int64_t, const uint16_t *, int64_t, float *,
+                           int);
 static const tile_ab_fn tiles[4][VNM_MAX_A] = {
     {tile_1_1, tile_2_1, tile_3_1, tile_4_1, tile_5_1, tile_6_1, tile_7_1, tile_8_1},
     {tile_1_2, tile_2_2, tile_3_2, tile_4_2, tile_5_2, tile_6_2, tile_7_2, tile_8_2},
@@ -92,29 +103,17 @@ static const tile_ab_fn tiles[4][VNM_MAX_A] = {
     {tile_1_4, tile_2_4, tile_3_4, tile_4_4, NULL, NULL, NULL, NULL},
 };
 
-void vnm_tile_avx512(int a, int b, int64_t ng, const float *xg, const float *vals, int64_t vstride,
-                     const uint8_t *meta, int64_t mstride, float *yt, int accumulate) {
+void vnm_tile_avx512(int a, int b, int64_t ng, const float *xg, int64_t gstride, const float *vals, int64_t vstride,
+                     const uint16_t *kpos, int64_t kstride, float *yt, int accumulate) {
   const tile_ab_fn fn = tiles[b - 1][a - 1];
   if (fn) {
-    fn(ng, xg, vals, vstride, meta, mstride, yt, accumulate);
+    fn(ng, xg, gstride, vals, vstride, kpos, kstride, yt, accumulate);
     return;
   }
   /* the driver never asks for a > 4 with b > 2; split rather than fail */
   for (int r = 0; r < a; r += 4)
-    vnm_tile_avx512(a - r < 4 ? a - r : 4, b, ng, xg, vals + r * vstride, vstride, meta + r * mstride, mstride,
-                    yt + r * VNM_TT, accumulate);
-}
-
-TARGET void vnm_gather_avx512(float *dst, const float *xt, const int32_t *rows, int64_t n) {
-  for (int64_t k = 0; k < n; k++) {
-    const float *src = xt + (size_t)rows[k] * VNM_TT;
-    /* the rows are scattered, so the hardware prefetcher cannot run ahead */
-    if (k + 8 < n) {
-      const char *next = (const char *)(xt + (size_t)rows[k + 8] * VNM_TT);
-      for (int l = 0; l < VNM_TT * 4; l += 64) _mm_prefetch(next + l, _MM_HINT_T0);
-    }
-    for (int j = 0; j < VNM_TT; j += 16) _mm512_store_ps(dst + k * VNM_TT + j, _mm512_load_ps(src + j));
-  }
+    vnm_tile_avx512(a - r < 4 ? a - r : 4, b, ng, xg, gstride, vals + r * vstride, vstride, kpos + r * kstride,
+                    kstride, yt + r * VNM_TT, accumulate);
 }
 
 /* In-register transpose of 16 rows of 16 floats. */
@@ -143,19 +142,29 @@ static inline __attribute__((always_inline)) TARGET void transpose16(__m512 r[16
   }
 }
 
-TARGET void vnm_transpose_in_avx512(const float *x, int64_t ldx, int64_t nt, int64_t cols, int64_t c0, int64_t c1,
-                                    float *xt) {
+TARGET void vnm_transpose_in_avx512(const float *x, int64_t ldx, int64_t nt, int64_t cols, const int32_t *perm,
+                                    int64_t c0, int64_t c1, float *xt) {
   int64_t c = c0;
-  int64_t full_c = c1 < cols ? c1 : cols;
-  if (nt == VNM_TT)
-    for (; c + 16 <= full_c; c += 16)
+  if (nt == VNM_TT) {
+    const __m512i limit = _mm512_set1_epi32((int)cols);
+    for (; c + 16 <= c1; c += 16) {
+      __m512i idx = _mm512_setzero_si512();
+      if (perm) idx = _mm512_loadu_si512(perm + c);
+      /* blocks that touch padding columns take the scalar path */
+      if (perm ? _mm512_cmpge_epi32_mask(idx, limit) != 0 : c + 16 > cols) {
+        vnm_transpose_in_portable(x, ldx, nt, cols, perm, c, c + 16, xt);
+        continue;
+      }
       for (int t = 0; t < VNM_TT; t += 16) {
         __m512 r[16];
-        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(x + (t + i) * ldx + c);
+        for (int i = 0; i < 16; i++)
+          r[i] = perm ? _mm512_i32gather_ps(idx, x + (t + i) * ldx, 4) : _mm512_loadu_ps(x + (t + i) * ldx + c);
         transpose16(r);
         for (int i = 0; i < 16; i++) _mm512_store_ps(xt + (c + i) * VNM_TT + t, r[i]);
       }
-  vnm_transpose_in_portable(x, ldx, nt, cols, c, c1, xt);
+    }
+  }
+  vnm_transpose_in_portable(x, ldx, nt, cols, perm, c, c1, xt);
 }
 
 TARGET void vnm_transpose_out_avx512(const float *yt, const int32_t *row_inv, int64_t nt, int64_t r0, int64_t r1,

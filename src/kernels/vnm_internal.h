@@ -10,8 +10,8 @@
 
 #include "sparq/vnm.h"
 
-/* C(64, 4) = 635376 would do for two-step, but only joint enumerates. */
-enum { VNM_MAX_SUBSETS = 1820 /* C(16, 4) */ };
+/* Only the joint search enumerates subsets: C(SPARQ_VNM_JOINT_MAX_M, 4). */
+enum { VNM_MAX_SUBSETS = 1820 };
 
 /* NaN counts as 0 and +inf as FLT_MAX (see vnm.h, "Scores"). */
 static inline double vnm_clean(float s) {
@@ -91,9 +91,10 @@ sparq_status vnm_check_problem(const char *who, const float *score, int64_t rows
 sparq_status vnm_check_perm(const char *who, const char *what, const int32_t *perm, int64_t n);
 
 /* Allocates the struct and its arrays for the given shape (values etc.
- * uninitialised, row_inv filled from row_perm by vnm_matrix_finish). */
+ * uninitialised); vnm_matrix_finish then derives row_inv and kpos from a
+ * valid matrix. */
 sparq_status vnm_matrix_alloc(int64_t rows, int64_t cols, sparq_vnm_pattern p, sparq_vnm_matrix **out);
-void vnm_matrix_finish(sparq_vnm_matrix *m);
+sparq_status vnm_matrix_finish(sparq_vnm_matrix *m);
 
 /* ------------------------------------------------------------ gemm */
 
@@ -105,35 +106,31 @@ sparq_status vnm_gemm_check_args(const char *who, const sparq_vnm_matrix *m, int
 enum { VNM_TT = 64 };
 
 /* Register-tile kernel: rows a (1..VNM_MAX_A) x 16*b tokens (b in 1..4).
- * For group g of [0, ng): xg + g*4*VNM_TT holds the 4 kept X^T rows of the
- * block, each VNM_TT floats; vals/meta point at the first row (strides
- * vstride floats, mstride bytes). Writes or (accumulate) adds the sums to
- * yt rows of VNM_TT floats. */
+ * For group g of [0, ng), xg + g*gstride holds the group's m X^T rows (in
+ * permuted order), VNM_TT floats each; vals/kpos point at the first row
+ * (strides vstride floats, kstride entries). Writes or (accumulate) adds
+ * the sums to yt rows of VNM_TT floats. */
 enum { VNM_MAX_A = 8 };
-typedef void (*vnm_tile_fn)(int a, int b, int64_t ng, const float *xg, const float *vals, int64_t vstride,
-                            const uint8_t *meta, int64_t mstride, float *yt, int accumulate);
+typedef void (*vnm_tile_fn)(int a, int b, int64_t ng, const float *xg, int64_t gstride, const float *vals,
+                            int64_t vstride, const uint16_t *kpos, int64_t kstride, float *yt, int accumulate);
 
-void vnm_tile_portable(int a, int b, int64_t ng, const float *xg, const float *vals, int64_t vstride,
-                       const uint8_t *meta, int64_t mstride, float *yt, int accumulate);
-/* X^T tile: xt[c * VNM_TT + t] = x[t * ldx + c] for c in [c0, c1), with 0
- * for t >= nt (tokens past the end) and c >= cols (padding columns). */
-void vnm_transpose_in_portable(const float *x, int64_t ldx, int64_t nt, int64_t cols, int64_t c0, int64_t c1,
-                               float *xt);
+void vnm_tile_portable(int a, int b, int64_t ng, const float *xg, int64_t gstride, const float *vals,
+                       int64_t vstride, const uint16_t *kpos, int64_t kstride, float *yt, int accumulate);
+/* X^T tile in permuted column order: xt[c * VNM_TT + t] = x[t * ldx +
+ * perm[c]] (perm NULL: identity) for c in [c0, c1), with 0 for t >= nt
+ * (tokens past the end) and perm[c] >= cols (padding columns). */
+void vnm_transpose_in_portable(const float *x, int64_t ldx, int64_t nt, int64_t cols, const int32_t *perm, int64_t c0,
+                               int64_t c1, float *xt);
 /* Y tile back: y[t * ldy + r] = yt[row_inv[r] * VNM_TT + t] for t < nt and
  * r in [r0, r1). */
 void vnm_transpose_out_portable(const float *yt, const int32_t *row_inv, int64_t nt, int64_t r0, int64_t r1,
                                 float *y, int64_t ldy);
 
-/* dst[k * VNM_TT ..] = xt[rows[k] * VNM_TT ..] for k < n: one block's
- * kept X^T rows, gathered into a dense strip. */
-void vnm_gather_portable(float *dst, const float *xt, const int32_t *rows, int64_t n);
-
 #ifdef SPARQ_HAVE_X86_SIMD
-void vnm_gather_avx512(float *dst, const float *xt, const int32_t *rows, int64_t n);
-void vnm_tile_avx512(int a, int b, int64_t ng, const float *xg, const float *vals, int64_t vstride,
-                     const uint8_t *meta, int64_t mstride, float *yt, int accumulate);
-void vnm_transpose_in_avx512(const float *x, int64_t ldx, int64_t nt, int64_t cols, int64_t c0, int64_t c1,
-                             float *xt);
+void vnm_tile_avx512(int a, int b, int64_t ng, const float *xg, int64_t gstride, const float *vals, int64_t vstride,
+                     const uint16_t *kpos, int64_t kstride, float *yt, int accumulate);
+void vnm_transpose_in_avx512(const float *x, int64_t ldx, int64_t nt, int64_t cols, const int32_t *perm, int64_t c0,
+                             int64_t c1, float *xt);
 void vnm_transpose_out_avx512(const float *yt, const int32_t *row_inv, int64_t nt, int64_t r0, int64_t r1, float *y,
                               int64_t ldy);
 #endif

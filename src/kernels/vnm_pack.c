@@ -26,7 +26,8 @@ sparq_status vnm_matrix_alloc(int64_t rows, int64_t cols, sparq_vnm_pattern p, s
   m->row_perm = sparq_alloc(((size_t)m->rows_pad + 1) * sizeof(int32_t), "vnm row_perm");
   m->row_inv = sparq_alloc(((size_t)m->rows_pad + 1) * sizeof(int32_t), "vnm row_inv");
   m->col_perm = sparq_alloc(((size_t)m->cols_pad + 1) * sizeof(int32_t), "vnm col_perm");
-  if (!m->values || !m->meta || !m->columns || !m->row_perm || !m->row_inv || !m->col_perm) {
+  m->kpos = sparq_alloc((cells + 1) * sizeof(uint16_t), "vnm kpos");
+  if (!m->values || !m->meta || !m->columns || !m->row_perm || !m->row_inv || !m->col_perm || !m->kpos) {
     sparq_vnm_free(m);
     return SPARQ_ERR_NOMEM;
   }
@@ -34,8 +35,26 @@ sparq_status vnm_matrix_alloc(int64_t rows, int64_t cols, sparq_vnm_pattern p, s
   return SPARQ_OK;
 }
 
-void vnm_matrix_finish(sparq_vnm_matrix *m) {
+sparq_status vnm_matrix_finish(sparq_vnm_matrix *m) {
   for (int64_t r = 0; r < m->rows_pad; r++) m->row_inv[m->row_perm[r]] = (int32_t)r;
+  int32_t *col_inv = sparq_alloc(((size_t)m->cols_pad + 1) * sizeof(int32_t), "vnm col_inv");
+  if (!col_inv) return SPARQ_ERR_NOMEM;
+  for (int64_t c = 0; c < m->cols_pad; c++) col_inv[m->col_perm[c]] = (int32_t)c;
+  const int v = m->pattern.v, mm = m->pattern.m;
+  const int64_t groups = m->groups;
+  /* the GEMM reads X^T in permuted column order, so it wants positions
+   * inside the permuted group rather than slots of the kept 4 */
+  for (int64_t r = 0; r < m->rows_pad; r++) {
+    const int32_t *kept = m->columns + (m->column_blocks > 1 ? r / v : 0) * groups * 4;
+    for (int64_t g = 0; g < groups; g++) {
+      unsigned code = m->meta[r * groups + g];
+      unsigned k0 = (unsigned)(col_inv[kept[g * 4 + (code & 3)]] - g * mm);
+      unsigned k1 = (unsigned)(col_inv[kept[g * 4 + (code >> 2)]] - g * mm);
+      m->kpos[r * groups + g] = (uint16_t)(k0 | k1 << 8);
+    }
+  }
+  sparq_free(col_inv);
+  return SPARQ_OK;
 }
 
 void sparq_vnm_free(sparq_vnm_matrix *m) {
@@ -46,6 +65,7 @@ void sparq_vnm_free(sparq_vnm_matrix *m) {
   sparq_free(m->row_perm);
   sparq_free(m->row_inv);
   sparq_free(m->col_perm);
+  sparq_free(m->kpos);
   free(m);
 }
 
@@ -104,7 +124,10 @@ sparq_status sparq_vnm_pack(const float *w, int64_t rows, int64_t cols, int64_t 
         }
       }
     }
-  vnm_matrix_finish(m);
+  if ((st = vnm_matrix_finish(m)) != SPARQ_OK) {
+    sparq_vnm_free(m);
+    return st;
+  }
   *out = m;
   return SPARQ_OK;
 }

@@ -130,11 +130,11 @@ sparq_status vnm_check_problem(const char *who, const float *score, int64_t rows
   if (!sparq_size_mul((size_t)rows, (size_t)cols, &n))
     return sparq_fail(SPARQ_ERR_ARG, "%s: shape %lld x %lld overflows", who, (long long)rows, (long long)cols);
   if (n > 0 && !score) return sparq_fail(SPARQ_ERR_ARG, "%s: NULL score matrix", who);
-  int64_t bad = -1;
-#pragma omp parallel for schedule(static) reduction(max : bad)
+  int64_t bad = (int64_t)n;
+#pragma omp parallel for schedule(static) reduction(min : bad)
   for (int64_t i = 0; i < (int64_t)n; i++)
-    if (score[i] < 0 && i > bad) bad = i;
-  if (bad >= 0)
+    if (score[i] < 0 && i < bad) bad = i;
+  if (bad < (int64_t)n)
     return sparq_fail(SPARQ_ERR_ARG, "%s: score[%lld][%lld] = %g is negative (scores must be >= 0)", who,
                       (long long)(bad / cols), (long long)(bad % cols), (double)score[bad]);
   if ((st = vnm_check_perm(who, "row_perm", row_perm, sparq_vnm_round_up(rows, p.v))) != SPARQ_OK) return st;
