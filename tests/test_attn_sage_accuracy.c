@@ -32,8 +32,10 @@ enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
  * measured over seeds, sage1 (per_block) gives CosSim 0.9989-0.9992 and
  * sage_cpu (per_token) 0.99948-0.99964, identical to 5 digits with FP32-exact,
  * FP16 or BF16 PV, so the QK quantization of the spec's groups is the whole
- * error. Those two D4 gates sit just below the spec's figure, stated here
- * rather than hidden by picking seeds. */
+ * error. So the spec's gate is MISSED on D4 for these two variants (reported
+ * on issue #3, which stays open for it); the two D4 bounds below are only
+ * regression guards at the measured level, not the spec's gate, and they are
+ * stated here rather than hidden by picking seeds. */
 static bool gate(sparq_attn_variant v, int case_id, double *min_cos, double *max_l1) {
   switch (v) {
     case SPARQ_ATTN_SAGE1: *min_cos = case_id == 4 ? 0.9985 : 0.999, *max_l1 = 0.035; return true;

@@ -26,7 +26,7 @@ sparq_attn_options sparq_attn_options_default(void) {
 static const char *const variant_names[SPARQ_ATTN_VARIANT_COUNT] = {"ref_f64",  "flash_f32", "sage1",
                                                                     "sage2_8b", "sage2_4b",  "sage_cpu"};
 static const char *const granularity_names[] = {"default", "per_thread", "per_warp", "per_block", "per_token"};
-static const char *const pv_accum_names[] = {"default", "f32", "f22", "f22+f32", "f16+f32"};
+static const char *const pv_accum_names[] = {"default", "f32", "f22", "f22+f32", "f16+f32", "bf16+f32", "u8"};
 enum {
   GRANULARITY_COUNT = sizeof granularity_names / sizeof granularity_names[0],
   PV_ACCUM_COUNT = sizeof pv_accum_names / sizeof pv_accum_names[0]
