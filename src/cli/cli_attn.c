@@ -48,7 +48,7 @@ static int build_options(const attn_args *a, sparq_attn_options *o) {
   if (a->granularity && !sparq_attn_granularity_from_name(a->granularity, &o->granularity))
     return usage("--granularity must be per_thread, per_warp, per_block or per_token, got '%s'", a->granularity);
   if (a->pv_accum && !sparq_attn_pv_accum_from_name(a->pv_accum, &o->pv_accum))
-    return usage("--pv-accum must be f32, f22, f22+f32 or f16+f32, got '%s'", a->pv_accum);
+    return usage("--pv-accum must be f32, f22, f22+f32, f16+f32, bf16+f32 or u8, got '%s'", a->pv_accum);
   const char *sw[] = {a->smooth_k, a->smooth_q, a->smooth_v};
   sparq_attn_switch *dst[] = {&o->smooth_k, &o->smooth_q, &o->smooth_v};
   for (int i = 0; i < 3; i++)
