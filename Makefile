@@ -35,6 +35,8 @@ run: build
 bench: build
 	./$(BUILD)/sparq bench peak
 	./$(BUILD)/sparq bench gemm
+	./$(BUILD)/sparq bench vnm
+	./$(BUILD)/sparq bench attn
 
 # libFuzzer targets need clang; each runs FUZZ_SECONDS seconds seeded with the
 # committed fixtures, and the script prints the execution counts.

@@ -172,7 +172,7 @@ double sparq_peak_fp32(int threads) {
   static double cache[CACHED + 1];
   if (threads < 1) threads = 1;
   if (threads <= CACHED && cache[threads] > 0) return cache[threads];
-  double rate = measure(fp32_probe(), threads, 0.03);
+  double rate = measure(fp32_probe(), threads, 0.1);
   if (threads <= CACHED) cache[threads] = rate;
   return rate;
 }
