@@ -14,34 +14,14 @@
 #include <cjson/cJSON.h>
 
 #include "sparq/sparq.h"
+#include "test_file_util.h"
 
 #define IO_FIXTURES SPARQ_FIXTURES "/io"
 #define IO_BAD SPARQ_FIXTURES "/bad"
 #define IO_WRITTEN SPARQ_TEST_TMP "/sparq_written"
 
-static inline char *io_slurp(const char *path, size_t *size) {
-  if (size) *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (buf) buf[n] = '\0';
-  if (size) *size = (size_t)n;
-  return buf;
-}
-
 static inline cJSON *io_load_json(const char *path) {
-  char *text = io_slurp(path, NULL);
+  char *text = test_slurp(path, NULL);
   cJSON *j = text ? cJSON_Parse(text) : NULL;
   free(text);
   if (!j) fprintf(stderr, "cannot parse %s\n", path);

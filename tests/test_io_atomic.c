@@ -28,7 +28,7 @@ static void commit_creates_the_file(void **state) {
   assert_int_equal(sparq_atomic_commit(&f), SPARQ_OK);
   umask(old);
   size_t n;
-  char *text = io_slurp(path, &n);
+  char *text = test_slurp(path, &n);
   assert_int_equal(n, 11);
   assert_memory_equal(text, "hello world", 11);
   free(text);
@@ -57,7 +57,7 @@ static void abort_keeps_the_old_file(void **state) {
   sparq_atomic_abort(&f);
   sparq_atomic_abort(&f); /* harmless on a finished file */
   size_t n;
-  char *text = io_slurp(path, &n);
+  char *text = test_slurp(path, &n);
   assert_int_equal(n, 3);
   assert_memory_equal(text, "old", 3);
   free(text);
@@ -94,7 +94,7 @@ static void failed_write_keeps_the_old_file(void **state) {
   sparq_tensor t = {.data = small, .dtype = SPARQ_F32, .ndim = 1, .shape = {4}};
   assert_int_equal(sparq_npy_write(path, &t), SPARQ_OK);
   size_t before_n;
-  char *before = io_slurp(path, &before_n);
+  char *before = test_slurp(path, &before_n);
 
   enum { BIG = 1 << 16 };
   float *big = calloc(BIG, sizeof *big);
@@ -116,7 +116,7 @@ static void failed_write_keeps_the_old_file(void **state) {
   assert_int_equal(st, SPARQ_ERR_IO);
   assert_true(io_error_names(path));
   size_t after_n;
-  char *after = io_slurp(path, &after_n);
+  char *after = test_slurp(path, &after_n);
   assert_int_equal(after_n, before_n);
   assert_memory_equal(after, before, before_n);
   assert_int_equal(io_count_files(ATOMIC_DIR, ".tmp"), 0);

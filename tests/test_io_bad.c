@@ -44,7 +44,7 @@ static void every_bad_fixture_is_refused(void **state) {
     }
     /* from memory too, under another name */
     size_t size;
-    char *bytes = io_slurp(path, &size);
+    char *bytes = test_slurp(path, &size);
     sparq_status m;
     if (!strcmp(reader, "safetensors")) {
       sparq_safetensors *st;

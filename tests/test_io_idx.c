@@ -27,7 +27,7 @@ static void reads_every_fixture(void **state) {
     sparq_tensor_free(&t);
 
     size_t size;
-    char *bytes = io_slurp(path, &size);
+    char *bytes = test_slurp(path, &size);
     assert_int_equal(sparq_idx_read_memory(bytes, size, e->string, &t), SPARQ_OK);
     assert_true(io_tensor_matches(e->string, &t, want));
     sparq_tensor_free(&t);

@@ -29,14 +29,14 @@ static void reads_every_fixture_and_writes_it_back(void **state) {
     assert_true(io_tensor_matches(e->string, &t, want));
 
     size_t size, out_size;
-    char *bytes = io_slurp(path, &size);
+    char *bytes = test_slurp(path, &size);
     sparq_tensor m;
     assert_int_equal(sparq_npy_read_memory(bytes, size, e->string, &m), SPARQ_OK);
     assert_true(io_tensor_matches(e->string, &m, want));
     sparq_tensor_free(&m);
 
     assert_int_equal(sparq_npy_write(out, &t), SPARQ_OK);
-    char *written = io_slurp(out, &out_size);
+    char *written = test_slurp(out, &out_size);
     /* numpy.save wrote the 1.0 fixtures: sparq must produce the same bytes */
     if (bytes[6] == 1) {
       assert_int_equal(out_size, size);

@@ -68,7 +68,7 @@ static void reads_every_fixture_and_writes_it_back(void **state) {
 
     /* the memory entry point sees the same file */
     size_t size;
-    char *bytes = io_slurp(path, &size);
+    char *bytes = test_slurp(path, &size);
     sparq_safetensors *mem = NULL;
     assert_int_equal(sparq_safetensors_open_memory(bytes, size, e->string, &mem), SPARQ_OK);
     compare_with_manifest(e->string, mem, e);
@@ -170,7 +170,7 @@ static void write_read_every_dtype_bit_exact(void **state) {
 
   /* the header is padded so the data region starts 8-byte aligned */
   size_t size;
-  unsigned char *raw = (unsigned char *)io_slurp(path, &size);
+  unsigned char *raw = (unsigned char *)test_slurp(path, &size);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | raw[i];
   assert_int_equal(hlen % 8, 0);

@@ -14,17 +14,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "test_file_util.h"
+
 static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) fail_msg("cannot open %s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
+  char *text = test_slurp(path, NULL);
+  if (!text) fail_msg("cannot read %s", path);
+  return text;
 }
 
 static int run(const char *args) {

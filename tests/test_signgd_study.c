@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sparq/io.h"
+#include "test_file_util.h"
 #include "sparq/signgd.h"
 
 static void generator_properties(bool random_position) {
@@ -93,17 +94,9 @@ static sparq_signgd_config small_config(sparq_signgd_optim optim, double snr, ui
 }
 
 static char *slurp(const char *path, size_t *size) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)n + 1);
-  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-  buf[n] = '\0';
-  fclose(f);
-  *size = (size_t)n;
-  return buf;
+  char *text = test_slurp(path, size);
+  assert_non_null(text);
+  return text;
 }
 
 static void assert_same_trace(const sparq_signgd_trace *a, const sparq_signgd_trace *b) {
