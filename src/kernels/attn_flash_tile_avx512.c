@@ -20,24 +20,7 @@ TARGET INLINE void scores_softmax(const flash_item *it, int64_t r0, int64_t key0
   const int64_t dp = it->dp;
   const float *q = it->q + r0 * dp, *kt = it->kt + key0 * dp;
   __m512 s[FLASH_RG][4];
-#pragma GCC unroll 6
-  for (int r = 0; r < FLASH_RG; r++)
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) s[r][i] = _mm512_setzero_ps();
-#pragma GCC unroll 2
-  for (int64_t c = 0; c < dp; c++) {
-    const float *kc = kt + c * FLASH_BK;
-    const __m512 k0 = _mm512_loadu_ps(kc), k1 = _mm512_loadu_ps(kc + 16), k2 = _mm512_loadu_ps(kc + 32),
-                 k3 = _mm512_loadu_ps(kc + 48);
-#pragma GCC unroll 6
-    for (int r = 0; r < FLASH_RG; r++) {
-      const __m512 qb = _mm512_set1_ps(q[r * dp + c]);
-      s[r][0] = _mm512_fmadd_ps(qb, k0, s[r][0]);
-      s[r][1] = _mm512_fmadd_ps(qb, k1, s[r][1]);
-      s[r][2] = _mm512_fmadd_ps(qb, k2, s[r][2]);
-      s[r][3] = _mm512_fmadd_ps(qb, k3, s[r][3]);
-    }
-  }
+  flash_abt_tile(q, dp, kt, dp, s);
   const __m512 mask_value = _mm512_set1_ps(FLASH_MASK);
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma GCC unroll 6

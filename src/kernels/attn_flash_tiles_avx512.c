@@ -10,24 +10,7 @@
 
 TARGET static void abt_avx512(const float *a, int64_t lda, const float *bt, int64_t dp, float *c) {
   __m512 s[FLASH_RG][4];
-#pragma GCC unroll 6
-  for (int r = 0; r < FLASH_RG; r++)
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) s[r][i] = _mm512_setzero_ps();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < dp; k++) {
-    const float *b = bt + k * FLASH_BK;
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
-                 b3 = _mm512_loadu_ps(b + 48);
-#pragma GCC unroll 6
-    for (int r = 0; r < FLASH_RG; r++) {
-      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
-      s[r][0] = _mm512_fmadd_ps(x, b0, s[r][0]);
-      s[r][1] = _mm512_fmadd_ps(x, b1, s[r][1]);
-      s[r][2] = _mm512_fmadd_ps(x, b2, s[r][2]);
-      s[r][3] = _mm512_fmadd_ps(x, b3, s[r][3]);
-    }
-  }
+  flash_abt_tile(a, lda, bt, dp, s);
 #pragma GCC unroll 6
   for (int r = 0; r < FLASH_RG; r++)
 #pragma GCC unroll 4
