@@ -94,6 +94,11 @@ typedef struct sparq_text_corpus {
  * On failure *out is zeroed. */
 sparq_status sparq_fortunes_load(const char *dir, sparq_text_corpus *out);
 
+/* Loads any file (at most SPARQ_TEXT_MAX_BYTES, not empty) as a corpus with
+ * the same 90/10 split. Missing file: SPARQ_ERR_NOT_FOUND naming it. On
+ * failure *out is zeroed. */
+sparq_status sparq_text_file_load(const char *path, sparq_text_corpus *out);
+
 /* Frees the bytes and zeroes *corpus; safe on a zeroed struct and twice. */
 void sparq_text_corpus_free(sparq_text_corpus *corpus);
 

@@ -13,6 +13,10 @@
 #include "sparq/vnm.h"
 #include "sparq/attention.h"
 #include "sparq/data.h"
+#include "sparq/nn.h"
+#include "sparq/train.h"
+#include "sparq/gpt.h"
+#include "sparq/lm.h"
 #include "sparq/signgd.h"
 
 #endif

@@ -63,6 +63,35 @@ int cli_attn(int argc, char **argv);
 int cli_signgd(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_vnm_matmul(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_generate(int argc, char **argv);
+int cli_eval(int argc, char **argv);
+int cli_plot(int argc, char **argv);
+/* argv[0] is "train". */
+int cli_bench_train(int argc, char **argv);
+
+/* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
+typedef struct cli_lm_flags {
+  const char *data, *optim, *bias, *out;
+  int64_t layers, heads, dim, seq, batch, steps, stop_at, warmup, accum, eval_every, eval_batches, ckpt_every,
+      seed;
+  double lr, min_lr, wd, clip, beta1, beta2, eps;
+  bool resume;
+} cli_lm_flags;
+cli_lm_flags cli_lm_flags_default(void);
+/* Loads "fortunes" (or NULL) or a file path as a byte corpus; prints the error. */
+struct sparq_text_corpus;
+int cli_load_text(const char *data, struct sparq_text_corpus *out);
+struct sparq_train_result;
+/* Runs `sparq train lm` with these flags; quiet drops the progress and summary lines. */
+int cli_train_lm_run(const cli_lm_flags *f, struct sparq_train_result *result, bool quiet);
+/* Loads a GPT from a sparq checkpoint (config from its metadata); prints the error. */
+struct sparq_gpt;
+int cli_load_gpt(const char *path, struct sparq_gpt **out);
+/* Writes a gnuplot loss curve of a training log; prints the error. */
+int cli_plot_log(const char *log_path, const char *png_path);
+/* The demo's LM step: trains into OUT/lm, samples, plots. */
+int cli_demo_lm(const char *out);
 
 /* Used by demo to call other commands' work without re-parsing. */
 int cli_data_grid(const char *split, int64_t n, const char *out_png);

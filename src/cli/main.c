@@ -44,6 +44,12 @@ const cli_command cli_commands[] = {
      "  shapes (768,768,256) (3072,768,256) (768,3072,256) (4096,4096,512)\n"
      "  (768,768,16) and patterns 2:4 64:2:5 64:2:6 64:2:8 unless --shape and\n"
      "  --pattern narrow them. --json prints one object per row.\n"
+     "       sparq bench train [--json] [--steps 10] [--layers 6 --heads 6 --dim 384 --seq 256 --batch 8]\n"
+     "  GPT training steps (forward, backward, clipping, AdamW) on random bytes:\n"
+     "  median ms/step, tokens/s, model FLOPs utilisation (6 N + 6 L T C per token,\n"
+     "  N without the position embedding, over the FP32 peak) and the time split\n"
+     "  into GEMM, attention and the rest. --json prints one object with keys\n"
+     "  tokens_per_s, ms_per_step, mfu, threads (and the split).\n"
      "example: sparq --threads 2 bench gemm --size 2048\n"
      "         sparq --threads 2 bench attn --n 2048 --d 128 --variants sage_cpu\n"
      "         sparq --threads 1 bench vnm --shape 768,768,256 --pattern 64:2:8\n"},
@@ -92,11 +98,53 @@ const cli_command cli_commands[] = {
      "  tokens x out-features in the original, unpermuted feature order. --check\n"
      "  compares with sparq_sgemm on the unpacked masked matrix.\n"
      "example: sparq vnm-matmul --w w.vnm.safetensors --x x.npy --out y.npy --check\n"},
+    {"train", cli_train, "train a nanoGPT-architecture byte-level language model",
+     "usage: sparq train lm --out RUN_DIR [--data fortunes|PATH] [--layers L] [--heads H] [--dim C]\n"
+     "                      [--seq T] [--batch B] [--steps S] [--lr X] [--min-lr X] [--warmup W]\n"
+     "                      [--wd X] [--clip X] [--beta1 X] [--beta2 X] [--eps X] [--accum A]\n"
+     "                      [--eval-every N] [--eval-batches N] [--ckpt-every N] [--seed S]\n"
+     "                      [--optim adamw|signgd] [--bias on|off] [--stop-at N] [--resume]\n"
+     "  GPT with nanoGPT's architecture, initialisation and state_dict names on bytes\n"
+     "  (vocabulary 256) of the fortunes corpus (default) or of any file, split 90/10\n"
+     "  into training and held-out bytes. AdamW with PyTorch's semantics (decay on\n"
+     "  2-D parameters only), linear warm-up then cosine decay to --min-lr (default\n"
+     "  lr/10) at the last step, global-norm clipping, gradient accumulation, random\n"
+     "  training windows from --seed. Defaults: 6 layers, 6 heads, dim 384, seq 256,\n"
+     "  batch 8, 600 steps, lr 1e-3, warm-up 60, wd 0.1, clip 1, betas 0.9/0.95.\n"
+     "  Writes RUN_DIR/log.jsonl (one record per step and per evaluation) and\n"
+     "  RUN_DIR/ckpt.safetensors (every --ckpt-every steps and at the end, atomically;\n"
+     "  nanoGPT tensor names, AdamW moments, config and data position in the\n"
+     "  metadata). --stop-at N ends this invocation after step N; --resume continues\n"
+     "  from the checkpoint bit-exactly (pass the same flags and thread count).\n"
+     "  A NaN or Inf loss or gradient stops the run with an error naming the step.\n"
+     "example: sparq train lm --out runs/lm\n"
+     "         sparq train lm --out runs/small --layers 4 --dim 256 --seq 128 --steps 2000\n"},
+    {"generate", cli_generate, "sample text from a trained GPT checkpoint",
+     "usage: sparq generate --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T]\n"
+     "                      [--top-k K] [--seed S]\n"
+     "  nanoGPT's sampling: context cropped to block_size, logits / T, top-k, a\n"
+     "  multinomial draw (T 0 = greedy). Prints the prompt and N new bytes.\n"
+     "  Defaults: prompt newline, 300 tokens, T 0.8, top-k 200, seed 1337.\n"
+     "example: sparq generate --ckpt runs/lm/ckpt.safetensors --prompt 'The ' --tokens 200\n"},
+    {"eval", cli_eval, "score a GPT checkpoint on bytes (nats and bits per byte)",
+     "usage: sparq eval lm --ckpt CKPT [--data fortunes|FILE] [--json]\n"
+     "  The mean cross-entropy as nanoGPT would score it: windows i = 0, T, 2T, ...\n"
+     "  while i + T + 1 <= length, inputs [i, i+T), targets [i+1, i+T+1), T the\n"
+     "  model's context. fortunes scores the held-out 10%; a FILE is scored whole.\n"
+     "  --json prints {\"loss_nats\":..,\"bits_per_byte\":..,\"tokens\":..}.\n"
+     "example: sparq eval lm --ckpt runs/lm/ckpt.safetensors\n"},
+    {"plot", cli_plot, "draw the loss curve of a training log with gnuplot",
+     "usage: sparq plot LOG.jsonl --out LOSS.png\n"
+     "  Training loss per step and held-out loss per evaluation. Writes the gnuplot\n"
+     "  script next to the PNG (LOSS.png.gp); without gnuplot it says so and fails.\n"
+     "example: sparq plot runs/lm/log.jsonl --out runs/lm/loss.png\n"},
     {"demo", cli_demo, "the main job: run every finished capability on built-in data",
      "usage: sparq demo [--out DIR]\n"
      "  Writes its outputs under DIR (default sparq-out/): a Fashion-MNIST grid,\n"
      "  the peak probe, the GEMM benchmark, a short attention table and a\n"
-     "  V:N:M-pruned random layer with its sparse-vs-dense speedup row.\n"
+     "  V:N:M-pruned random layer with its sparse-vs-dense speedup row, and a small\n"
+     "  byte-level GPT trained for about a minute on fortunes (DIR/lm: checkpoint,\n"
+     "  log, loss.png) with a sample of its text.\n"
      "example: sparq demo --out sparq-out\n"},
     {"signgd", cli_signgd, "SignGD vs Adam vs GD on a two-layer transformer: the training-dynamics study",
      "usage: sparq signgd --out DIR [--optim signgd|adam|gd] [--snr X] [--d D] [--s S] [--n N]\n"

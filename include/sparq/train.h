@@ -1,0 +1,160 @@
+/* Training: optimizers, the learning-rate schedule, gradient clipping,
+ * checkpoints and the model-agnostic training loop.
+ *
+ * Everything walks a sparq_param_list (nn.h): one flat parameter buffer,
+ * one flat gradient buffer, and optimizer states laid out the same way. */
+#ifndef SPARQ_TRAIN_H
+#define SPARQ_TRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sparq/base.h"
+#include "sparq/io.h"
+#include "sparq/nn.h"
+#include "sparq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------- AdamW */
+
+typedef struct sparq_adamw_config {
+  float beta1;        /* default 0.9 */
+  float beta2;        /* default 0.95 (nanoGPT) */
+  float eps;          /* default 1e-8 */
+  float weight_decay; /* default 0.1 (nanoGPT); applied to parameters with decay set */
+} sparq_adamw_config;
+
+sparq_adamw_config sparq_adamw_config_default(void);
+
+/* The moments, laid out like the parameter list's flat buffer. */
+typedef struct sparq_adamw_state {
+  float *exp_avg;    /* m, `numel` floats, owned */
+  float *exp_avg_sq; /* v, `numel` floats, owned */
+  size_t numel;
+  int64_t step;      /* updates done so far (PyTorch's state['step']) */
+} sparq_adamw_state;
+
+/* Zeroed moments for `pl` (allocated). */
+sparq_status sparq_adamw_init(sparq_adamw_state *st, const sparq_param_list *pl);
+void sparq_adamw_free(sparq_adamw_state *st);
+
+/* One update with PyTorch's torch.optim.AdamW semantics (single-tensor path),
+ * step t = st->step + 1:
+ *   p *= 1 - lr * wd            (only parameters with decay set)
+ *   m = beta1 m + (1 - beta1) g
+ *   v = beta2 v + (1 - beta2) g^2
+ *   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * Elementwise, so the result does not depend on the thread count. */
+sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const sparq_adamw_config *cfg, float lr);
+
+/* SignGD (the sign-gradient method of spec signgd.md, with decoupled weight
+ * decay like AdamW): p *= 1 - lr * wd (decay parameters); p -= lr * sign(g),
+ * sign(0) = 0. Stateless. */
+void sparq_signgd_step(sparq_param_list *pl, float weight_decay, float lr);
+
+/* ----------------------------------------------------- schedule, clip */
+
+/* nanoGPT's get_lr: linear warm-up lr * (it + 1) / (warmup + 1) for
+ * it < warmup, then cosine from lr down to min_lr at it = decay_iters, and
+ * min_lr after. it counts from 0. */
+float sparq_lr_cosine(int64_t it, float lr, float min_lr, int64_t warmup, int64_t decay_iters);
+
+/* Global L2 norm of all gradients (accumulated in double in a fixed order,
+ * so it does not depend on the thread count). When max_norm > 0 and the
+ * norm exceeds it, every gradient is scaled by max_norm / (norm + 1e-6)
+ * (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping; a
+ * non-finite norm leaves the gradients untouched. */
+double sparq_grad_clip(sparq_param_list *pl, float max_norm);
+
+/* -------------------------------------------------------- checkpoints */
+
+/* Writes one safetensors file atomically (temporary file, fsync, rename):
+ * every parameter as F32 under its name, every alias, the AdamW moments (when
+ * adam is non-NULL) as "optimizer.exp_avg.<name>" and
+ * "optimizer.exp_avg_sq.<name>", and `meta` as __metadata__. */
+sparq_status sparq_checkpoint_save(const char *path, const sparq_param_list *pl, const sparq_adamw_state *adam,
+                                   const sparq_ckpt_alias *aliases, size_t alias_count,
+                                   const sparq_metadata_entry *meta, size_t meta_count);
+
+/* Reads the parameters of `pl` (every one must be present with the same
+ * shape; F32, F16, BF16 or F64 data is converted to FP32) and, when adam is
+ * non-NULL, the moments (which must be present then). Tensors the list does
+ * not know are ignored (aliases, buffers). A missing tensor or a shape
+ * mismatch fails with a message naming the file and the tensor; on failure
+ * the parameters may be partly overwritten. When st_out is non-NULL the
+ * opened file is returned for reading metadata (close it with
+ * sparq_safetensors_close). */
+sparq_status sparq_checkpoint_load(const char *path, sparq_param_list *pl, sparq_adamw_state *adam,
+                                   sparq_safetensors **st_out);
+
+/* ----------------------------------------------------- training loop */
+
+typedef enum sparq_optim { SPARQ_OPTIM_ADAMW = 0, SPARQ_OPTIM_SIGNGD = 1 } sparq_optim;
+
+typedef struct sparq_train_config {
+  int64_t steps;        /* optimizer steps in total: the schedule's horizon and the run's end */
+  int64_t stop_at;      /* end this invocation after this step (0: at `steps`); a later
+                           resume continues as if the run had not stopped */
+  int64_t warmup;       /* warm-up steps of the schedule */
+  int64_t accum;        /* micro-batches per step (gradient accumulation), >= 1 */
+  int64_t eval_every;   /* held-out evaluation every N steps and at the end (0: only at the end) */
+  int64_t ckpt_every;   /* checkpoint every N steps and at the end (0: only at the end) */
+  float lr, min_lr;     /* peak and final learning rate of the cosine schedule */
+  float clip;           /* global-norm clipping threshold (0: off) */
+  sparq_optim optim;
+  sparq_adamw_config adamw; /* its weight_decay is also SignGD's */
+  uint64_t seed;        /* the data stream's seed */
+  const char *out_dir;  /* RUN_DIR: log.jsonl and ckpt.safetensors go here (created if missing) */
+  bool resume;          /* continue from RUN_DIR/ckpt.safetensors */
+  bool quiet;           /* no progress line */
+} sparq_train_config;
+
+/* A model as the trainer sees it. */
+typedef struct sparq_trainable {
+  void *self;
+  sparq_param_list *params;
+  /* One micro-batch: draw it from `data_rng` (the trainer's data stream,
+   * saved in checkpoints), run forward and backward, and add
+   * dloss * d(mean loss)/d(param) into the gradients. *loss = the mean loss. */
+  sparq_status (*train_micro)(void *self, sparq_rng *data_rng, float dloss, float *loss);
+  /* The held-out loss; must be deterministic (same value every call for the
+   * same parameters). */
+  sparq_status (*eval)(void *self, float *loss);
+  int64_t tokens_per_micro; /* for the tokens/s figure (0: not shown) */
+  const sparq_ckpt_alias *aliases; /* written into every checkpoint */
+  size_t alias_count;
+  const sparq_metadata_entry *meta; /* the model's config, stored in every checkpoint */
+  size_t meta_count;
+} sparq_trainable;
+
+/* What a finished run reports. */
+typedef struct sparq_train_result {
+  int64_t steps_done;    /* the step the run ended at */
+  float last_loss;       /* training loss of the last step */
+  float last_eval;       /* held-out loss of the last evaluation (NaN if none) */
+  double tokens_per_s;   /* over the steps of this invocation */
+  double seconds;        /* wall time of this invocation */
+} sparq_train_result;
+
+/* Runs the loop: for each step, accum micro-batches (dloss = 1/accum), grad
+ * clipping, the optimizer with the scheduled lr; a JSONL record per step to
+ * RUN_DIR/log.jsonl ({"step","loss","lr","grad_norm","tokens_per_s",
+ * "elapsed"}) and per evaluation ({"step","eval_loss"}); checkpoints
+ * (atomic) with the step, config, data-stream position and optimizer
+ * moments. A NaN or Inf loss or gradient norm stops the run with
+ * SPARQ_ERR_FORMAT and a message naming the step, without taking that step
+ * or writing a checkpoint. With resume, the checkpoint's step, moments and
+ * data position are restored (the model's tensors too), log records past
+ * that step are dropped, and the run continues bit-exactly as if it had not
+ * stopped (same thread count). */
+sparq_status sparq_train_run(const sparq_train_config *cfg, sparq_trainable *model, sparq_train_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,307 @@
+/* GPT construction: config, parameters under nanoGPT's names, nanoGPT's
+ * initialisation, activation buffers, checkpoint description. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/gpt_internal.h"
+#include "sparq/base.h"
+
+sparq_gpt_config sparq_gpt_config_default(void) {
+  return (sparq_gpt_config){.n_layer = 6, .n_head = 6, .n_embd = 384, .block_size = 256, .vocab_size = 256,
+                            .bias = true};
+}
+
+/* Generous limits: they only keep sizes far from overflow. */
+#define GPT_MAX_DIM 65536
+#define GPT_MAX_LAYERS 1024
+
+sparq_status sparq_gpt_config_check(const sparq_gpt_config *c) {
+  if (!c) return sparq_fail(SPARQ_ERR_ARG, "GPT config: NULL");
+  if (c->n_layer < 1 || c->n_layer > GPT_MAX_LAYERS)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: n_layer %" PRId64 " is outside 1..%d", c->n_layer, GPT_MAX_LAYERS);
+  if (c->n_head < 1 || c->n_head > GPT_MAX_DIM)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: n_head %" PRId64 " is outside 1..%d", c->n_head, GPT_MAX_DIM);
+  if (c->n_embd < 1 || c->n_embd > GPT_MAX_DIM)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: n_embd %" PRId64 " is outside 1..%d", c->n_embd, GPT_MAX_DIM);
+  if (c->n_embd % c->n_head != 0)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: n_embd %" PRId64 " is not a multiple of n_head %" PRId64,
+                      c->n_embd, c->n_head);
+  if (c->n_embd / c->n_head > 256)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: head size %" PRId64 " is above 256", c->n_embd / c->n_head);
+  if (c->block_size < 1 || c->block_size > GPT_MAX_DIM)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: block_size %" PRId64 " is outside 1..%d", c->block_size,
+                      GPT_MAX_DIM);
+  if (c->vocab_size < 1 || c->vocab_size > (1 << 20))
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: vocab_size %" PRId64 " is outside 1..%d", c->vocab_size, 1 << 20);
+  return SPARQ_OK;
+}
+
+static sparq_status meta_int(const sparq_safetensors *st, const char *key, int64_t *out) {
+  const char *s = sparq_safetensors_metadata(st, key);
+  if (!s) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s' (not a sparq GPT checkpoint?)", st->path, key);
+  errno = 0;
+  char *end = NULL;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end != '\0')
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer", st->path, key, s);
+  *out = (int64_t)v;
+  return SPARQ_OK;
+}
+
+sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_gpt_config *out) {
+  if (!st || !out) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_config_from_metadata: NULL argument");
+  sparq_gpt_config c = sparq_gpt_config_default();
+  sparq_status s;
+  if ((s = meta_int(st, "n_layer", &c.n_layer)) || (s = meta_int(st, "n_head", &c.n_head)) ||
+      (s = meta_int(st, "n_embd", &c.n_embd)) || (s = meta_int(st, "block_size", &c.block_size)) ||
+      (s = meta_int(st, "vocab_size", &c.vocab_size)))
+    return s;
+  const char *bias = sparq_safetensors_metadata(st, "bias");
+  if (!bias) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no 'bias'", st->path);
+  if (strcmp(bias, "true") == 0 || strcmp(bias, "True") == 0) c.bias = true;
+  else if (strcmp(bias, "false") == 0 || strcmp(bias, "False") == 0) c.bias = false;
+  else return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata 'bias' = '%.40s' is not true or false", st->path, bias);
+  if ((s = sparq_gpt_config_check(&c))) return sparq_fail(s, "%s: %s", st->path, sparq_last_error());
+  *out = c;
+  return SPARQ_OK;
+}
+
+static sparq_status add_param(sparq_param_list *pl, const char *name, int64_t d0, int64_t d1) {
+  int64_t shape[2] = {d0, d1};
+  return sparq_params_add(pl, name, d1 > 0 ? 2 : 1, shape);
+}
+
+static sparq_status register_params(sparq_gpt *g) {
+  const sparq_gpt_config *c = &g->cfg;
+  sparq_param_list *pl = &g->params;
+  int64_t C = c->n_embd;
+  char name[SPARQ_PARAM_NAME_MAX];
+  sparq_status s;
+  if ((s = add_param(pl, "transformer.wte.weight", c->vocab_size, C)) ||
+      (s = add_param(pl, "transformer.wpe.weight", c->block_size, C)))
+    return s;
+  static const struct {
+    const char *suffix;
+    int64_t rows_per_c; /* first dimension in units of C (0: a vector) */
+    int64_t cols_per_c; /* second dimension in units of C (0: a vector) */
+    int64_t vec_per_c;  /* vector length in units of C */
+    bool is_bias;
+  } layout[] = {
+      {"ln_1.weight", 0, 0, 1, false},        {"ln_1.bias", 0, 0, 1, true},
+      {"attn.c_attn.weight", 3, 1, 0, false}, {"attn.c_attn.bias", 0, 0, 3, true},
+      {"attn.c_proj.weight", 1, 1, 0, false}, {"attn.c_proj.bias", 0, 0, 1, true},
+      {"ln_2.weight", 0, 0, 1, false},        {"ln_2.bias", 0, 0, 1, true},
+      {"mlp.c_fc.weight", 4, 1, 0, false},    {"mlp.c_fc.bias", 0, 0, 4, true},
+      {"mlp.c_proj.weight", 1, 4, 0, false},  {"mlp.c_proj.bias", 0, 0, 1, true},
+  };
+  for (int64_t l = 0; l < c->n_layer; l++) {
+    for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
+      if (layout[i].is_bias && !c->bias) continue;
+      snprintf(name, sizeof name, "transformer.h.%" PRId64 ".%s", l, layout[i].suffix);
+      if (layout[i].rows_per_c) s = add_param(pl, name, layout[i].rows_per_c * C, layout[i].cols_per_c * C);
+      else s = add_param(pl, name, layout[i].vec_per_c * C, 0);
+      if (s) return s;
+    }
+  }
+  if ((s = add_param(pl, "transformer.ln_f.weight", C, 0))) return s;
+  if (c->bias && (s = add_param(pl, "transformer.ln_f.bias", C, 0))) return s;
+  return sparq_params_allocate(pl);
+}
+
+static sparq_param *find_layer_param(sparq_gpt *g, int64_t l, const char *suffix) {
+  char name[SPARQ_PARAM_NAME_MAX];
+  snprintf(name, sizeof name, "transformer.h.%" PRId64 ".%s", l, suffix);
+  return sparq_params_find(&g->params, name);
+}
+
+static void bind_params(sparq_gpt *g) {
+  g->wte = sparq_params_find(&g->params, "transformer.wte.weight");
+  g->wpe = sparq_params_find(&g->params, "transformer.wpe.weight");
+  g->ln_f_w = sparq_params_find(&g->params, "transformer.ln_f.weight");
+  g->ln_f_b = sparq_params_find(&g->params, "transformer.ln_f.bias");
+  for (int64_t l = 0; l < g->cfg.n_layer; l++) {
+    gpt_block_params *b = &g->blocks[l];
+    b->ln_1_w = find_layer_param(g, l, "ln_1.weight");
+    b->ln_1_b = find_layer_param(g, l, "ln_1.bias");
+    b->c_attn_w = find_layer_param(g, l, "attn.c_attn.weight");
+    b->c_attn_b = find_layer_param(g, l, "attn.c_attn.bias");
+    b->attn_proj_w = find_layer_param(g, l, "attn.c_proj.weight");
+    b->attn_proj_b = find_layer_param(g, l, "attn.c_proj.bias");
+    b->ln_2_w = find_layer_param(g, l, "ln_2.weight");
+    b->ln_2_b = find_layer_param(g, l, "ln_2.bias");
+    b->c_fc_w = find_layer_param(g, l, "mlp.c_fc.weight");
+    b->c_fc_b = find_layer_param(g, l, "mlp.c_fc.bias");
+    b->mlp_proj_w = find_layer_param(g, l, "mlp.c_proj.weight");
+    b->mlp_proj_b = find_layer_param(g, l, "mlp.c_proj.bias");
+  }
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* nanoGPT's _init_weights plus its c_proj rescaling. Each parameter draws
+ * from its own Philox stream (its index), so the values do not depend on
+ * the thread count or on the other parameters' sizes. */
+static void init_params(sparq_gpt *g, uint64_t seed) {
+  double proj_std = 0.02 / sqrt(2.0 * (double)g->cfg.n_layer);
+  for (size_t i = 0; i < g->params.count; i++) {
+    sparq_param *p = &g->params.items[i];
+    if (p->ndim == 2) {
+      sparq_rng rng = sparq_rng_make(seed, (uint64_t)i);
+      float std = ends_with(p->name, "c_proj.weight") ? (float)proj_std : 0.02f;
+      sparq_rng_fill_normal(&rng, p->data, p->numel, 0.0f, std);
+    } else if (ends_with(p->name, ".weight")) { /* LayerNorm gain */
+      for (size_t j = 0; j < p->numel; j++) p->data[j] = 1.0f;
+    } else {
+      memset(p->data, 0, p->numel * sizeof(float));
+    }
+  }
+}
+
+static void describe(sparq_gpt *g) {
+  const sparq_gpt_config *c = &g->cfg;
+  static const char *keys[] = {"n_layer", "n_head", "n_embd", "block_size", "vocab_size"};
+  int64_t vals[] = {c->n_layer, c->n_head, c->n_embd, c->block_size, c->vocab_size};
+  for (int i = 0; i < 5; i++) {
+    snprintf(g->meta_values[i], sizeof g->meta_values[i], "%" PRId64, vals[i]);
+    g->meta[i] = (sparq_metadata_entry){keys[i], g->meta_values[i]};
+  }
+  g->meta[5] = (sparq_metadata_entry){"bias", c->bias ? "true" : "false"};
+  g->meta[6] = (sparq_metadata_entry){"dropout", "0.0"};
+  g->meta[7] = (sparq_metadata_entry){"model", "gpt"};
+  g->alias = (sparq_ckpt_alias){"lm_head.weight", "transformer.wte.weight"};
+}
+
+sparq_status sparq_gpt_create(const sparq_gpt_config *cfg, uint64_t seed, sparq_gpt **out) {
+  if (!out) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_create: NULL output");
+  *out = NULL;
+  sparq_status s = sparq_gpt_config_check(cfg);
+  if (s) return s;
+  sparq_gpt *g = sparq_calloc(1, sizeof *g, "GPT model");
+  if (!g) return SPARQ_ERR_NOMEM;
+  g->cfg = *cfg;
+  g->blocks = sparq_calloc((size_t)cfg->n_layer, sizeof *g->blocks, "GPT blocks");
+  if (!g->blocks) {
+    sparq_gpt_free(g);
+    return SPARQ_ERR_NOMEM;
+  }
+  if ((s = register_params(g))) {
+    sparq_gpt_free(g);
+    return s;
+  }
+  bind_params(g);
+  init_params(g, seed);
+  describe(g);
+  *out = g;
+  return SPARQ_OK;
+}
+
+void sparq_gpt_free(sparq_gpt *g) {
+  if (!g) return;
+  sparq_params_free(&g->params);
+  sparq_free(g->blocks);
+  sparq_free(g->arena);
+  sparq_free(g->residual);
+  sparq_free(g->acts);
+  sparq_free(g->tokens);
+  sparq_free(g->targets);
+  sparq_free(g);
+}
+
+const sparq_gpt_config *sparq_gpt_get_config(const sparq_gpt *g) { return g ? &g->cfg : NULL; }
+sparq_param_list *sparq_gpt_params(sparq_gpt *g) { return g ? &g->params : NULL; }
+
+void sparq_gpt_checkpoint_info(sparq_gpt *g, const sparq_ckpt_alias **aliases, size_t *alias_count,
+                               const sparq_metadata_entry **meta, size_t *meta_count) {
+  if (aliases) *aliases = &g->alias;
+  if (alias_count) *alias_count = 1;
+  if (meta) *meta = g->meta;
+  if (meta_count) *meta_count = sizeof g->meta / sizeof g->meta[0];
+}
+
+const float *sparq_gpt_logits(const sparq_gpt *g) { return g ? g->logits : NULL; }
+
+void sparq_gpt_timing_get(const sparq_gpt *g, sparq_gpt_timing *out) { *out = g->timing; }
+void sparq_gpt_timing_reset(sparq_gpt *g) { memset(&g->timing, 0, sizeof g->timing); }
+
+/* Carves every activation and scratch buffer out of one allocation. Each
+ * buffer starts 64-byte aligned. */
+sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
+  if (rows <= g->cap_rows) return SPARQ_OK;
+  const sparq_gpt_config *c = &g->cfg;
+  size_t N = (size_t)rows, C = (size_t)c->n_embd, V = (size_t)c->vocab_size, L = (size_t)c->n_layer;
+  size_t NH = (size_t)c->n_head;
+#define ROUND16(x) (((x) + 15) / 16 * 16)
+  size_t per_block = 5 * ROUND16(N * C) /* ln_1 q k v att */ + ROUND16(N * NH) /* lse */ +
+                     2 * ROUND16(N * C) /* res_mid ln_2 */ + 2 * ROUND16(4 * N * C) + 4 * ROUND16(N);
+  size_t total = (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
+                 2 * ROUND16(N * V) /* logits probs */ + 6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ +
+                 ROUND16(4 * N * C) + ROUND16(N * V);
+  float *arena = sparq_alloc(total * sizeof(float), "GPT activations");
+  float **residual = sparq_calloc(L + 1, sizeof *residual, "GPT activations");
+  gpt_block_acts *acts = sparq_calloc(L, sizeof *acts, "GPT activations");
+  int32_t *tokens = sparq_alloc(N * sizeof(int32_t), "GPT tokens");
+  int32_t *targets = sparq_alloc(N * sizeof(int32_t), "GPT targets");
+  if (!arena || !residual || !acts || !tokens || !targets) {
+    sparq_free(arena);
+    sparq_free(residual);
+    sparq_free(acts);
+    sparq_free(tokens);
+    sparq_free(targets);
+    return SPARQ_ERR_NOMEM;
+  }
+  float *p = arena;
+#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
+  for (size_t l = 0; l <= L; l++) residual[l] = TAKE(N * C);
+  for (size_t l = 0; l < L; l++) {
+    gpt_block_acts *a = &acts[l];
+    a->ln_1 = TAKE(N * C);
+    a->ln_1_mean = TAKE(N);
+    a->ln_1_rstd = TAKE(N);
+    a->q = TAKE(N * C);
+    a->k = TAKE(N * C);
+    a->v = TAKE(N * C);
+    a->att = TAKE(N * C);
+    a->lse = TAKE(N * NH);
+    a->res_mid = TAKE(N * C);
+    a->ln_2 = TAKE(N * C);
+    a->ln_2_mean = TAKE(N);
+    a->ln_2_rstd = TAKE(N);
+    a->fc = TAKE(4 * N * C);
+    a->fc_gelu = TAKE(4 * N * C);
+  }
+  g->ln_f = TAKE(N * C);
+  g->ln_f_mean = TAKE(N);
+  g->ln_f_rstd = TAKE(N);
+  g->logits = TAKE(N * V);
+  g->probs = TAKE(N * V);
+  g->d_res = TAKE(N * C);
+  g->d_ln = TAKE(N * C);
+  g->d_att = TAKE(N * C);
+  g->d_q = TAKE(N * C);
+  g->d_k = TAKE(N * C);
+  g->d_v = TAKE(N * C);
+  g->d_fc = TAKE(4 * N * C);
+  g->d_logits = TAKE(N * V);
+#undef TAKE
+#undef ROUND16
+  sparq_free(g->arena);
+  sparq_free(g->residual);
+  sparq_free(g->acts);
+  sparq_free(g->tokens);
+  sparq_free(g->targets);
+  g->arena = arena;
+  g->residual = residual;
+  g->acts = acts;
+  g->tokens = tokens;
+  g->targets = targets;
+  g->cap_rows = rows;
+  g->has_targets = false;
+  return SPARQ_OK;
+}

@@ -1,0 +1,167 @@
+/* Checkpoints: one safetensors file holding every parameter (F32, under its
+ * PyTorch state_dict name), the aliases of tied weights, the AdamW moments
+ * as "optimizer.exp_avg.<name>" / "optimizer.exp_avg_sq.<name>" and the
+ * caller's metadata. Writing goes through sparq_safetensors_write, which is
+ * atomic (temporary file, fsync, rename, directory fsync), so a crash or a
+ * kill leaves the previous checkpoint in place. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sparq/train.h"
+
+#define PREFIX_M "optimizer.exp_avg."
+#define PREFIX_V "optimizer.exp_avg_sq."
+/* room for the longest prefix, a parameter name and the NUL */
+#define MOMENT_NAME_MAX (sizeof(PREFIX_V) - 1 + SPARQ_PARAM_NAME_MAX)
+
+/* Length of a parameter's name, or SPARQ_PARAM_NAME_MAX when it is empty or
+ * fills the whole array (never reads past it). */
+static size_t param_name_len(const sparq_param *p) {
+  const void *nul = memchr(p->name, '\0', SPARQ_PARAM_NAME_MAX);
+  size_t n = nul ? (size_t)((const char *)nul - p->name) : SPARQ_PARAM_NAME_MAX;
+  return n == 0 ? SPARQ_PARAM_NAME_MAX : n;
+}
+
+static sparq_status check_list(const char *fn, const char *path, const sparq_param_list *pl,
+                               const sparq_adamw_state *adam) {
+  if (!path || !*path) return sparq_fail(SPARQ_ERR_ARG, "%s: empty path", fn);
+  if (!pl || (pl->count && (!pl->items || !pl->data)))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: %s: the parameter list is NULL or not allocated", fn, path);
+  for (size_t i = 0; i < pl->count; i++) {
+    const sparq_param *p = &pl->items[i];
+    if (param_name_len(p) >= SPARQ_PARAM_NAME_MAX)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s: parameter %zu has an empty or unterminated name", fn, path, i);
+    if (p->ndim < 1 || p->ndim > SPARQ_PARAM_MAX_DIMS || p->offset > pl->numel || p->numel > pl->numel - p->offset)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s: parameter '%s' lies outside the list's buffer", fn, path, p->name);
+  }
+  if (adam && (!adam->exp_avg || !adam->exp_avg_sq || adam->numel != pl->numel))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: %s: the AdamW state does not match the parameter list (%zu vs %zu floats)",
+                      fn, path, adam->exp_avg && adam->exp_avg_sq ? adam->numel : (size_t)0, pl->numel);
+  return SPARQ_OK;
+}
+
+static sparq_tensor f32_view(const sparq_param *p, const float *data) {
+  sparq_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = (void *)data; /* only read by the writer */
+  t.dtype = SPARQ_F32;
+  t.ndim = p->ndim;
+  for (int d = 0; d < p->ndim; d++) t.shape[d] = p->shape[d];
+  return t;
+}
+
+sparq_status sparq_checkpoint_save(const char *path, const sparq_param_list *pl, const sparq_adamw_state *adam,
+                                   const sparq_ckpt_alias *aliases, size_t alias_count,
+                                   const sparq_metadata_entry *meta, size_t meta_count) {
+  sparq_status s = check_list("sparq_checkpoint_save", path, pl, adam);
+  if (s) return s;
+  if (alias_count && !aliases) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_save: %s: aliases is NULL", path);
+  const size_t n = pl->count, moments = adam ? 2 * n : 0;
+  if (n > SIZE_MAX / 4 || alias_count > SIZE_MAX / 4)
+    return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_save: %s: too many tensors", path);
+  const size_t total = n + alias_count + moments;
+  sparq_named_tensor *list = calloc(total ? total : 1, sizeof *list);
+  char *names = moments ? malloc(moments * MOMENT_NAME_MAX) : NULL;
+  if (!list || (moments && !names)) {
+    free(list);
+    free(names);
+    return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_save: %s: out of memory", path);
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const sparq_param *p = &pl->items[i];
+    list[k].name = p->name;
+    list[k++].tensor = f32_view(p, pl->data + p->offset);
+  }
+  for (size_t a = 0; a < alias_count; a++) {
+    const sparq_param *p = aliases[a].target ? sparq_params_find(pl, aliases[a].target) : NULL;
+    if (!aliases[a].name || !p) {
+      s = sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_save: %s: alias '%s' names no parameter ('%s')", path,
+                     aliases[a].name ? aliases[a].name : "(null)", aliases[a].target ? aliases[a].target : "(null)");
+      goto done;
+    }
+    list[k].name = aliases[a].name;
+    list[k++].tensor = f32_view(p, pl->data + p->offset);
+  }
+  for (size_t j = 0; j < moments; j++) {
+    const sparq_param *p = &pl->items[j % n];
+    const bool sq = j >= n;
+    char *name = names + j * MOMENT_NAME_MAX;
+    snprintf(name, MOMENT_NAME_MAX, "%s%s", sq ? PREFIX_V : PREFIX_M, p->name);
+    list[k].name = name;
+    list[k++].tensor = f32_view(p, (sq ? adam->exp_avg_sq : adam->exp_avg) + p->offset);
+  }
+  s = sparq_safetensors_write(path, list, k, meta, meta_count);
+done:
+  free(names);
+  free(list);
+  return s;
+}
+
+/* "a, b, c" into buf (the caller adds the brackets). */
+static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < ndim && used < size; d++) {
+    int w = snprintf(buf + used, size - used, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+  return buf;
+}
+
+/* The checkpoint's tensor `name` must exist with the parameter's shape and
+ * a floating dtype the loader converts. */
+static sparq_status find_checked(const sparq_safetensors *st, const char *name, const sparq_param *p, bool moment,
+                                 const sparq_tensor **out) {
+  const sparq_tensor *t = sparq_safetensors_find(st, name);
+  *out = NULL;
+  if (!t && moment)
+    return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s': the checkpoint lacks the AdamW moments of '%s'",
+                      st->path, name, p->name);
+  if (!t) return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s', which the model needs", st->path, name);
+  bool same = t->ndim == p->ndim;
+  for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+  if (!same) {
+    char have[160], want[160];
+    shape_str(have, sizeof have, t->ndim, t->shape);
+    shape_str(want, sizeof want, p->ndim, p->shape);
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: tensor '%s' has shape [%s], the model expects [%s]", st->path, name, have,
+                      want);
+  }
+  if (t->dtype != SPARQ_F32 && t->dtype != SPARQ_F16 && t->dtype != SPARQ_BF16 && t->dtype != SPARQ_F64)
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: tensor '%s' has dtype %s; a checkpoint holds F32, F16, BF16 or F64",
+                      st->path, name, sparq_dtype_name(t->dtype));
+  *out = t;
+  return SPARQ_OK;
+}
+
+sparq_status sparq_checkpoint_load(const char *path, sparq_param_list *pl, sparq_adamw_state *adam,
+                                   sparq_safetensors **st_out) {
+  if (st_out) *st_out = NULL;
+  sparq_status s = check_list("sparq_checkpoint_load", path, pl, adam);
+  if (s) return s;
+  const size_t n = pl->count, total = adam ? 3 * n : n;
+  const sparq_tensor **src = calloc(total ? total : 1, sizeof *src);
+  if (!src) return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_load: %s: out of memory", path);
+  sparq_safetensors *st = NULL;
+  s = sparq_safetensors_open(path, &st);
+  /* every tensor is found and checked before any parameter is written, so
+   * a bad checkpoint leaves the model as it was */
+  char name[MOMENT_NAME_MAX];
+  for (size_t j = 0; j < total && !s; j++) {
+    const sparq_param *p = &pl->items[j % n];
+    snprintf(name, sizeof name, "%s%s", j < n ? "" : j < 2 * n ? PREFIX_M : PREFIX_V, p->name);
+    s = find_checked(st, name, p, j >= n, &src[j]);
+  }
+  for (size_t j = 0; j < total && !s; j++) {
+    const sparq_param *p = &pl->items[j % n];
+    float *dst = j < n ? pl->data : j < 2 * n ? adam->exp_avg : adam->exp_avg_sq;
+    s = sparq_tensor_to_f32(src[j], dst + p->offset);
+  }
+  free(src);
+  if (s || !st_out) sparq_safetensors_close(st);
+  else *st_out = st;
+  return s;
+}
