@@ -77,17 +77,17 @@ static int read_losses(const char *path, double *out, int max) {
   return n;
 }
 
-static void test_resume_is_bit_exact(void **state) {
-  (void)state;
+static void check_resume(sparq_optim optim, float momentum, float lr, const char *tag) {
   size_t n = 20000;
   uint8_t *text = make_text(n);
   char straight[512], split[512], path_a[600], path_b[600];
-  snprintf(straight, sizeof straight, "%s/train_loop/straight", SPARQ_TEST_TMP);
-  snprintf(split, sizeof split, "%s/train_loop/split", SPARQ_TEST_TMP);
+  snprintf(straight, sizeof straight, "%s/train_loop/%s-straight", SPARQ_TEST_TMP, tag);
+  snprintf(split, sizeof split, "%s/train_loop/%s-split", SPARQ_TEST_TMP, tag);
 
   run r;
   run_open(&r, text, n);
   sparq_train_config c = base_config(straight);
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
   sparq_train_result res;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
@@ -96,12 +96,14 @@ static void test_resume_is_bit_exact(void **state) {
   /* 10 steps, stop; a fresh process-like start resumes to 24. */
   run_open(&r, text, n);
   c = base_config(split);
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
   c.stop_at = 10;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 10);
   run_close(&r);
   run_open(&r, text, n);
   c = base_config(split);
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
   c.resume = true;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
@@ -125,6 +127,17 @@ static void test_resume_is_bit_exact(void **state) {
   /* The model learned something: the last losses are well below ln 256. */
   assert_true(la[23] < 0.75 * log(256.0));
   free(text);
+}
+
+static void test_resume_is_bit_exact(void **state) {
+  (void)state;
+  check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, "adamw");
+}
+
+/* SignGD with Signum momentum: the momentum buffer travels in the checkpoint. */
+static void test_resume_signgd_momentum(void **state) {
+  (void)state;
+  check_resume(SPARQ_OPTIM_SIGNGD, 0.9f, 4e-3f, "signum");
 }
 
 /* A model whose loss turns NaN at micro-batch `bad`. */
@@ -198,6 +211,7 @@ int main(void) {
   sparq_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_is_bit_exact),
+      cmocka_unit_test(test_resume_signgd_momentum),
       cmocka_unit_test(test_nan_stops_the_run),
       cmocka_unit_test(test_bad_config),
   };

@@ -57,6 +57,11 @@ sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const
  * sign(0) = 0. Stateless. */
 void sparq_signgd_step(sparq_param_list *pl, float weight_decay, float lr);
 
+/* Signum's momentum for SignGD (optional): m = beta m + (1 - beta) g, then
+ * g = m, so the following sparq_signgd_step moves by lr * sign(m).
+ * `momentum` has the list's flat layout (pl->numel floats, zero at first). */
+void sparq_signgd_momentum(sparq_param_list *pl, float *momentum, float beta);
+
 /* ----------------------------------------------------- schedule, clip */
 
 /* nanoGPT's get_lr: linear warm-up lr * (it + 1) / (warmup + 1) for
@@ -108,6 +113,9 @@ typedef struct sparq_train_config {
   float clip;           /* global-norm clipping threshold (0: off) */
   sparq_optim optim;
   sparq_adamw_config adamw; /* its weight_decay is also SignGD's */
+  float momentum;       /* SignGD only: 0 = sign of the gradient; in (0, 1) = Signum, the
+                           sign of m = momentum m + (1 - momentum) g (m is checkpointed
+                           as optimizer.exp_avg.<name>) */
   uint64_t seed;        /* the data stream's seed */
   const char *out_dir;  /* RUN_DIR: log.jsonl and ckpt.safetensors go here (created if missing) */
   bool resume;          /* continue from RUN_DIR/ckpt.safetensors */

@@ -75,7 +75,7 @@ typedef struct cli_lm_flags {
   const char *data, *optim, *bias, *out;
   int64_t layers, heads, dim, seq, batch, steps, stop_at, warmup, accum, eval_every, eval_batches, ckpt_every,
       seed;
-  double lr, min_lr, wd, clip, beta1, beta2, eps;
+  double lr, min_lr, wd, clip, beta1, beta2, eps, momentum;
   bool resume;
 } cli_lm_flags;
 cli_lm_flags cli_lm_flags_default(void);

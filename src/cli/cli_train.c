@@ -15,10 +15,13 @@ int cli_load_text(const char *data, sparq_text_corpus *out) {
 
 cli_lm_flags cli_lm_flags_default(void) {
   sparq_adamw_config a = sparq_adamw_config_default();
+  /* A default run takes about 7 minutes on 2 Zen 4 cores and ends near 1.74
+   * nats/byte on the fortunes held-out split (README). beta2 0.99 as in
+   * nanoGPT's small character-level config. */
   return (cli_lm_flags){
-      .data = "fortunes", .layers = 6, .heads = 6, .dim = 384, .seq = 256, .batch = 8, .steps = 600,
-      .lr = 1e-3, .min_lr = -1, .warmup = 60, .wd = a.weight_decay, .clip = 1.0, .beta1 = a.beta1,
-      .beta2 = a.beta2, .eps = a.eps, .accum = 1, .eval_every = 100, .eval_batches = 16, .ckpt_every = 200,
+      .data = "fortunes", .layers = 4, .heads = 4, .dim = 256, .seq = 128, .batch = 16, .steps = 1500,
+      .lr = 2e-3, .min_lr = -1, .warmup = 100, .wd = a.weight_decay, .clip = 1.0, .beta1 = a.beta1,
+      .beta2 = 0.99, .eps = a.eps, .accum = 1, .eval_every = 250, .eval_batches = 16, .ckpt_every = 500,
       .seed = 1337, .optim = "adamw", .bias = "on"};
 }
 
@@ -74,7 +77,8 @@ int cli_train_lm_run(const cli_lm_flags *f, sparq_train_result *result, bool qui
       .optim = !strcmp(f->optim, "signgd") ? SPARQ_OPTIM_SIGNGD : SPARQ_OPTIM_ADAMW,
       .adamw = {.beta1 = (float)f->beta1, .beta2 = (float)f->beta2, .eps = (float)f->eps,
                 .weight_decay = (float)f->wd},
-      .seed = (uint64_t)f->seed, .out_dir = f->out, .resume = f->resume, .quiet = quiet};
+      .momentum = (float)f->momentum, .seed = (uint64_t)f->seed, .out_dir = f->out, .resume = f->resume,
+      .quiet = quiet};
   if (!quiet)
     printf("train lm: %zu bytes (%zu train, %zu held-out), GPT %" PRId64 " layers, %" PRId64 " heads, dim %" PRId64
            ", context %" PRId64 ", %.2fM parameters, batch %" PRId64 " x %" PRId64 " x accum %" PRId64
@@ -126,6 +130,7 @@ int cli_train(int argc, char **argv) {
       {"ckpt-every", CLI_INT, &f.ckpt_every, 0, 1e12, NULL},
       {"seed", CLI_INT, &f.seed, 0, 9.2e18, NULL},
       {"optim", CLI_CHOICE, &f.optim, 0, 0, "adamw|signgd"},
+      {"momentum", CLI_DOUBLE, &f.momentum, 0, 0.999999, NULL},
       {"bias", CLI_CHOICE, &f.bias, 0, 0, "on|off"},
       {"out", CLI_STRING, &f.out, 0, 0, NULL},
       {"resume", CLI_BOOL, &f.resume, 0, 0, NULL},

@@ -77,3 +77,16 @@ void sparq_signgd_step(sparq_param_list *pl, float weight_decay, float lr) {
     }
   }
 }
+
+void sparq_signgd_momentum(sparq_param_list *pl, float *momentum, float beta) {
+  if (!pl || !pl->grad || !momentum) return;
+  float *g = pl->grad;
+  const float keep = beta, take = 1.0f - beta;
+  const int64_t n = (int64_t)pl->numel;
+#pragma omp parallel for schedule(static) if (n >= ((int64_t)1 << 16))
+  for (int64_t i = 0; i < n; i++) {
+    const float m = keep * momentum[i] + take * g[i];
+    momentum[i] = m;
+    g[i] = m;
+  }
+}

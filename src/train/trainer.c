@@ -29,6 +29,10 @@ static sparq_status check_config(const sparq_train_config *c, const sparq_traina
   if (!(c->lr > 0) || !isfinite(c->lr) || !(c->min_lr >= 0) || !isfinite(c->min_lr))
     return sparq_fail(SPARQ_ERR_ARG, "train: learning rates must be finite, lr > 0 and min_lr >= 0");
   if (!(c->clip >= 0) || !isfinite(c->clip)) return sparq_fail(SPARQ_ERR_ARG, "train: --clip must be finite and >= 0");
+  if (!(c->momentum >= 0 && c->momentum < 1))
+    return sparq_fail(SPARQ_ERR_ARG, "train: --momentum must be in [0, 1)");
+  if (c->momentum > 0 && c->optim != SPARQ_OPTIM_SIGNGD)
+    return sparq_fail(SPARQ_ERR_ARG, "train: --momentum applies to --optim signgd only");
   const sparq_adamw_config *a = &c->adamw;
   if (!(a->beta1 >= 0 && a->beta1 < 1) || !(a->beta2 >= 0 && a->beta2 < 1) || !(a->eps >= 0) ||
       !(a->weight_decay >= 0) || !isfinite(a->eps) || !isfinite(a->weight_decay))
@@ -63,13 +67,18 @@ typedef struct run_state {
   char path_ckpt[4200], path_log[4200];
 } run_state;
 
+/* AdamW keeps its moments, Signum its momentum (in exp_avg) in rs->adam. */
+static bool uses_state(const sparq_train_config *c) {
+  return c->optim == SPARQ_OPTIM_ADAMW || c->momentum > 0;
+}
+
 static sparq_status save_checkpoint(const sparq_train_config *c, const sparq_trainable *m, run_state *rs) {
-  enum { TRAIN_META = 17 };
+  enum { TRAIN_META = 18 };
   char v[TRAIN_META][64];
   const char *k[TRAIN_META] = {"format",  "step",         "data_seed", "data_stream", "data_position",
                                "optim",   "steps",        "warmup",    "accum",       "lr",
                                "min_lr",  "clip",         "beta1",     "beta2",       "eps",
-                               "weight_decay", "adam_step"};
+                               "weight_decay", "adam_step", "momentum"};
   snprintf(v[0], 64, "%s", CKPT_FORMAT);
   snprintf(v[1], 64, "%" PRId64, rs->step);
   snprintf(v[2], 64, "%" PRIu64, rs->data_rng.seed);
@@ -87,12 +96,13 @@ static sparq_status save_checkpoint(const sparq_train_config *c, const sparq_tra
   snprintf(v[14], 64, "%.9g", c->adamw.eps);
   snprintf(v[15], 64, "%.9g", c->adamw.weight_decay);
   snprintf(v[16], 64, "%" PRId64, rs->adam.step);
+  snprintf(v[17], 64, "%.9g", c->momentum);
   size_t n = m->meta_count + TRAIN_META;
   sparq_metadata_entry *meta = sparq_alloc(n * sizeof *meta, "checkpoint metadata");
   if (!meta) return SPARQ_ERR_NOMEM;
   for (size_t i = 0; i < m->meta_count; i++) meta[i] = m->meta[i];
   for (size_t i = 0; i < TRAIN_META; i++) meta[m->meta_count + i] = (sparq_metadata_entry){k[i], v[i]};
-  sparq_status s = sparq_checkpoint_save(rs->path_ckpt, m->params, c->optim == SPARQ_OPTIM_ADAMW ? &rs->adam : NULL,
+  sparq_status s = sparq_checkpoint_save(rs->path_ckpt, m->params, uses_state(c) ? &rs->adam : NULL,
                                          m->aliases, m->alias_count, meta, n);
   sparq_free(meta);
   return s;
@@ -154,7 +164,7 @@ static sparq_status truncate_log(const char *path, int64_t step) {
 static sparq_status resume_from(const sparq_train_config *c, const sparq_trainable *m, run_state *rs) {
   sparq_safetensors *st = NULL;
   sparq_status s =
-      sparq_checkpoint_load(rs->path_ckpt, m->params, c->optim == SPARQ_OPTIM_ADAMW ? &rs->adam : NULL, &st);
+      sparq_checkpoint_load(rs->path_ckpt, m->params, uses_state(c) ? &rs->adam : NULL, &st);
   if (s) return s;
   uint64_t step = 0, seed = 0, stream = 0, position = 0, adam_step = 0;
   if (!(s = meta_u64(st, "step", &step)) && !(s = meta_u64(st, "data_seed", &seed)) &&
@@ -206,7 +216,7 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
   snprintf(rs.path_ckpt, sizeof rs.path_ckpt, "%s/%s", c->out_dir, CKPT_NAME);
   snprintf(rs.path_log, sizeof rs.path_log, "%s/%s", c->out_dir, LOG_NAME);
   rs.data_rng = sparq_rng_make(c->seed, DATA_STREAM);
-  if (c->optim == SPARQ_OPTIM_ADAMW && (s = sparq_adamw_init(&rs.adam, m->params))) return s;
+  if (uses_state(c) && (s = sparq_adamw_init(&rs.adam, m->params))) return s;
   if (c->resume) {
     s = resume_from(c, m, &rs);
   } else {
@@ -243,6 +253,7 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
     if (c->optim == SPARQ_OPTIM_ADAMW) {
       if ((s = sparq_adamw_step(&rs.adam, m->params, &c->adamw, lr))) break;
     } else {
+      if (c->momentum > 0) sparq_signgd_momentum(m->params, rs.adam.exp_avg, c->momentum);
       sparq_signgd_step(m->params, c->adamw.weight_decay, lr);
     }
     rs.step++;
