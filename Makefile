@@ -37,6 +37,7 @@ bench: build
 	./$(BUILD)/sparq bench gemm
 	./$(BUILD)/sparq bench vnm
 	./$(BUILD)/sparq bench attn
+	./$(BUILD)/sparq bench train
 
 # libFuzzer targets need clang; each runs FUZZ_SECONDS seconds seeded with the
 # committed fixtures, and the script prints the execution counts.
