@@ -1,7 +1,8 @@
 /* sparq_attention_backward: the ref_f64 backward against finite differences
  * of a double-precision forward, and flash_f32 against ref_f64 (max error
  * <= 1e-4 of the largest gradient) with causal masks, GQA, Nq != Nk, padded
- * head dims, NHD, the portable twin and 1 vs 2 threads. */
+ * head dims, NHD (copied, and read in place), keys cut into chunks, the
+ * portable twin and 1 vs 2 threads. */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -186,6 +187,32 @@ static void flash_backward_matches_ref(void **state) {
   flash_case(&one, 0, false, 0, SPARQ_ATTN_HND, "N=1 d7");
 }
 
+/* Head dims that need no padding: flash_f32 reads and writes the caller's
+ * NHD tensors in place, at their strides. */
+static void flash_backward_strided_nhd(void **state) {
+  (void)state;
+  sparq_attn_shape gpt = attn_shape(2, 6, 6, ATTN_TEST_SLOW ? 96 : 256, ATTN_TEST_SLOW ? 96 : 256, 64);
+  flash_case(&gpt, 1, true, 0, SPARQ_ATTN_NHD, "NHD causal d64");
+  sparq_attn_shape gqa = attn_shape(1, 4, 2, 100, 130, 32);
+  flash_case(&gqa, 3, true, -20, SPARQ_ATTN_NHD, "NHD GQA masked rows d32");
+  flash_case(&gqa, 2, false, 0, SPARQ_ATTN_NHD, "NHD GQA d32");
+  sparq_attn_shape wide = attn_shape(1, 2, 1, 70, 70, 128);
+  flash_case(&wide, 4, true, 0, SPARQ_ATTN_NHD, "NHD GQA causal d128");
+}
+
+/* Few (batch, kv head) pairs and many key blocks: the keys of every kv head
+ * are cut into chunks whose dQ parts add up in a last pass. */
+static void flash_backward_key_chunks(void **state) {
+  (void)state;
+  sparq_attn_shape causal = attn_shape(1, 2, 1, 520, 520, 32);
+  flash_case(&causal, 1, true, 0, SPARQ_ATTN_HND, "chunks causal GQA");
+  sparq_attn_shape rect = attn_shape(1, 2, 2, 300, 600, 32);
+  flash_case(&rect, 2, true, 300, SPARQ_ATTN_NHD, "chunks Nq<Nk bottom-right NHD");
+  flash_case(&rect, 2, true, -40, SPARQ_ATTN_HND, "chunks Nq<Nk masked rows");
+  sparq_attn_shape full = attn_shape(1, 1, 1, 90, 1030, 64);
+  flash_case(&full, 5, false, 0, SPARQ_ATTN_HND, "chunks non-causal Nq<Nk");
+}
+
 /* A row with no visible key has O = 0 and LSE = -inf: its gradients are 0,
  * never NaN from the -inf. */
 static void fully_masked_rows_have_zero_gradients(void **state) {
@@ -237,6 +264,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(ref_backward_matches_finite_differences),
       cmocka_unit_test(flash_backward_matches_ref),
+      cmocka_unit_test(flash_backward_strided_nhd),
+      cmocka_unit_test(flash_backward_key_chunks),
       cmocka_unit_test(fully_masked_rows_have_zero_gradients),
       cmocka_unit_test(bad_backward_arguments),
   };

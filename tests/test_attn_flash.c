@@ -306,6 +306,121 @@ static void exp2_polynomial_is_accurate(void **state) {
   assert_true(flash_exp2(0.0f) == 1.0f && flash_exp2(-1e30f) == 0.0f && flash_exp2(-INFINITY) == 0.0f);
 }
 
+/* HND element (b, h, n, c) of a tensor stored NHD. */
+static float nhd_at(const float *x, const sparq_attn_shape *s, int64_t heads, int64_t len, int64_t b, int64_t h,
+                    int64_t n, int64_t c) {
+  return x[((b * len + n) * heads + h) * s->head_dim + c];
+}
+
+/* flash_f32 reads FP32 tensors whose head dim needs no padding in place, at
+ * the layout's strides: NHD must give exactly the HND bits, with GQA, causal
+ * offsets that mask whole rows, and any thread count. */
+static void strided_layouts_agree(void **state) {
+  (void)state;
+  const int before = sparq_threads();
+  const struct {
+    sparq_attn_shape s;
+    bool causal;
+    int64_t offset;
+  } cases[] = {{{2, 6, 3, 256, 256, 64}, true, 0}, {{1, 4, 1, 200, 330, 32}, true, -30},
+               {{2, 2, 2, 97, 97, 96}, false, 0}, {{1, 3, 3, 130, 60, 128}, true, 100}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const sparq_attn_shape *s = &cases[ci].s;
+    const size_t nq = attn_q_count(s), nl = attn_l_count(s);
+    attn_bufs h = attn_bufs_make(s, 2, SPARQ_ATTN_HND, 31 + ci), n = attn_bufs_make(s, -1, SPARQ_ATTN_NHD, 0);
+    /* the same problem in NHD */
+    for (int t = 0; t < 3; t++) {
+      const float *src = t == 0 ? h.q : t == 1 ? h.k : h.v;
+      float *dst = t == 0 ? n.q : t == 1 ? n.k : n.v;
+      const int64_t heads = t == 0 ? s->q_heads : s->kv_heads, len = t == 0 ? s->q_len : s->kv_len;
+      for (int64_t b = 0; b < s->batch; b++)
+        for (int64_t hh = 0; hh < heads; hh++)
+          for (int64_t i = 0; i < len; i++)
+            for (int64_t c = 0; c < s->head_dim; c++)
+              dst[((b * len + i) * heads + hh) * s->head_dim + c] = src[((b * heads + hh) * len + i) * s->head_dim + c];
+    }
+    sparq_set_threads(1);
+    assert_int_equal(attn_run(&h, SPARQ_ATTN_FLASH_F32, cases[ci].causal, cases[ci].offset, SPARQ_ATTN_HND), SPARQ_OK);
+    for (int threads = 1; threads <= 3; threads++) {
+      sparq_set_threads(threads);
+      memset(n.o, 0xff, nq * sizeof(float)); /* NaN: every element must be written */
+      assert_int_equal(attn_run(&n, SPARQ_ATTN_FLASH_F32, cases[ci].causal, cases[ci].offset, SPARQ_ATTN_NHD),
+                       SPARQ_OK);
+      for (int64_t b = 0; b < s->batch; b++)
+        for (int64_t hh = 0; hh < s->q_heads; hh++)
+          for (int64_t i = 0; i < s->q_len; i++)
+            for (int64_t c = 0; c < s->head_dim; c++) {
+              const float x = h.o[((b * s->q_heads + hh) * s->q_len + i) * s->head_dim + c];
+              const float y = nhd_at(n.o, s, s->q_heads, s->q_len, b, hh, i, c);
+              if (memcmp(&x, &y, 4))
+                fail_msg("case %zu threads %d: HND/NHD differ at b%lld h%lld i%lld c%lld", ci, threads, (long long)b,
+                         (long long)hh, (long long)i, (long long)c);
+            }
+      assert_true(attn_bits_equal(h.lse, n.lse, nl));
+    }
+    cmp_result r = against_ref(s, 2, cases[ci].causal, cases[ci].offset, SPARQ_ATTN_NHD, SPARQ_ATTN_FLASH_F32, false);
+    char what[64];
+    snprintf(what, sizeof what, "strided NHD case %zu", ci);
+    check(&r, what);
+    attn_bufs_free(&h), attn_bufs_free(&n);
+  }
+  sparq_set_threads(before);
+}
+
+/* Few heads: the forward cuts each head into runs of query blocks, a
+ * different cut for each thread count; the bits stay the same. */
+static void few_heads_any_thread_count(void **state) {
+  (void)state;
+  const int before = sparq_threads();
+  sparq_attn_shape s = attn_shape(1, 2, 1, ATTN_TEST_SLOW ? 500 : 1100, ATTN_TEST_SLOW ? 500 : 1100, 64);
+  for (int causal = 0; causal <= 1; causal++) {
+    attn_bufs a = attn_bufs_make(&s, 1, SPARQ_ATTN_HND, 3), b = attn_bufs_make(&s, -1, SPARQ_ATTN_HND, 0);
+    memcpy(b.q, a.q, attn_q_count(&s) * 4), memcpy(b.k, a.k, attn_k_count(&s) * 4);
+    memcpy(b.v, a.v, attn_k_count(&s) * 4);
+    sparq_set_threads(1);
+    assert_int_equal(attn_run(&a, SPARQ_ATTN_FLASH_F32, causal, 0, SPARQ_ATTN_HND), SPARQ_OK);
+    for (int threads = 2; threads <= 5; threads += 3) {
+      sparq_set_threads(threads);
+      assert_int_equal(attn_run(&b, SPARQ_ATTN_FLASH_F32, causal, 0, SPARQ_ATTN_HND), SPARQ_OK);
+      assert_true(attn_bits_equal(a.o, b.o, attn_q_count(&s)));
+      assert_true(attn_bits_equal(a.lse, b.lse, attn_l_count(&s)));
+    }
+    attn_bufs_free(&a), attn_bufs_free(&b);
+  }
+  sparq_set_threads(before);
+}
+
+/* The transposing block pack: the AVX-512 version gives the scalar bits,
+ * zero columns past n, for partial blocks, wide rows and any head dim. */
+static void block_pack_versions_agree(void **state) {
+  (void)state;
+  const int64_t ns[] = {1, 5, 16, 17, 40, 63, 64}, dps[] = {32, 64, 96, 256};
+  const int64_t ld = 3 * 256 + 16;
+  float *x = sparq_alloc(64 * ld * sizeof(float), "pack in");
+  float *a = sparq_alloc(256 * 64 * sizeof(float), "pack a"), *b = sparq_alloc(256 * 64 * sizeof(float), "pack b");
+  for (int64_t i = 0; i < 64 * ld; i++) x[i] = (float)((i * 7919) % 1000) * 0.37f - 150.0f;
+  for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+    for (size_t di = 0; di < sizeof dps / sizeof dps[0]; di++) {
+      const int64_t n = ns[ni], dp = dps[di];
+      memset(a, 0xff, 256 * 64 * sizeof(float));
+      flash_pack_t(x + 3, ld, n, dp, 0.125f * (float)(1 + ni), a);
+      for (int64_t c = 0; c < dp; c++)
+        for (int64_t j = 0; j < 64; j++) {
+          const float want = j < n ? x[3 + j * ld + c] * (0.125f * (float)(1 + ni)) : 0.0f;
+          if (memcmp(&a[c * 64 + j], &want, 4))
+            fail_msg("pack n %lld dp %lld: [%lld][%lld]", (long long)n, (long long)dp, (long long)c, (long long)j);
+        }
+#ifdef SPARQ_HAVE_X86_SIMD
+      if (sparq_isa_active() == SPARQ_ISA_AVX512) {
+        memset(b, 0xff, 256 * 64 * sizeof(float));
+        flash_pack_t_avx512(x + 3, ld, n, dp, 0.125f * (float)(1 + ni), b);
+        assert_true(attn_bits_equal(a, b, (size_t)(dp * 64)));
+      }
+#endif
+    }
+  sparq_free(x), sparq_free(a), sparq_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(exp2_polynomial_is_accurate),
@@ -315,6 +430,9 @@ int main(void) {
       cmocka_unit_test(simd_kernels_match_portable_twin),
       cmocka_unit_test(thread_count_does_not_change_bits),
       cmocka_unit_test(layouts_and_dtypes_agree),
+      cmocka_unit_test(strided_layouts_agree),
+      cmocka_unit_test(few_heads_any_thread_count),
+      cmocka_unit_test(block_pack_versions_agree),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,10 @@
 /* sparq_attention's front end: checks the arguments once, normalizes the
  * inputs to the attn_problem form (FP32, HND, head dim padded to a multiple of
  * 32), runs the chosen variant and converts O back to the caller's layout.
- * Kernels never see a dtype, a layout or an unpadded head dim. */
+ * Kernels never see a dtype, a layout or an unpadded head dim; the one
+ * exception is flash_f32 on FP32 tensors whose head dim needs no padding,
+ * which reads and writes the caller's tensors in place through strides
+ * (attn_problem.sq/sk), so the training shapes pay no copies. */
 #include <math.h>
 #include <string.h>
 
@@ -222,6 +225,18 @@ static void problem_init(attn_problem *p, const sparq_attn_shape *s, const sparq
   p->opts = o;
 }
 
+/* Strides of the caller's own tensors (head_dim == dp) for flash_f32. */
+static void caller_strides(attn_problem *p, const sparq_attn_shape *s, sparq_attn_layout layout) {
+  const int64_t d = s->head_dim;
+  if (layout == SPARQ_ATTN_HND) {
+    p->sq = (attn_strides){s->q_heads * s->q_len * d, s->q_len * d, d};
+    p->sk = (attn_strides){s->kv_heads * s->kv_len * d, s->kv_len * d, d};
+  } else {
+    p->sq = (attn_strides){s->q_len * s->q_heads * d, d, s->q_heads * d};
+    p->sk = (attn_strides){s->kv_len * s->kv_heads * d, d, s->kv_heads * d};
+  }
+}
+
 typedef sparq_status (*attn_kernel)(const attn_problem *p);
 
 static attn_kernel variant_kernel(sparq_attn_variant v) {
@@ -253,6 +268,12 @@ static sparq_status run_forward(const char *fn, const void *q, const void *k, co
   problem_init(&p, s, opts);
   p.lse = opts->lse;
   float *qo = NULL, *ko = NULL, *vo = NULL, *oo = NULL;
+  if (kernel == attn_forward_flash_f32 && opts->dtype == SPARQ_F32 && s->head_dim == p.dp) {
+    /* flash_f32 reads the caller's tensors in place, whatever the layout */
+    caller_strides(&p, s, opts->layout);
+    p.q = q, p.k = k, p.v = v, p.o = o;
+    return kernel(&p);
+  }
   if ((st = normalize("attention Q (FP32, padded)", q, opts, s->batch, s->q_heads, s->q_len, s->head_dim, p.dp,
                       &p.q, &qo)) != SPARQ_OK ||
       (st = normalize("attention K (FP32, padded)", k, opts, s->batch, s->kv_heads, s->kv_len, s->head_dim, p.dp,
@@ -335,6 +356,12 @@ sparq_status sparq_attention_backward(const float *q, const float *k, const floa
   memset(&g, 0, sizeof g);
   problem_init(&g.p, s, opts);
   g.lse = lse;
+  if (opts->variant == SPARQ_ATTN_FLASH_F32 && s->head_dim == g.p.dp) {
+    /* flash_f32 reads and writes the caller's tensors in place, whatever the layout */
+    caller_strides(&g.p, s, opts->layout);
+    g.p.q = q, g.p.k = k, g.p.v = v, g.o = o, g.dout = dout, g.dq = dq, g.dk = dk, g.dv = dv;
+    return attn_backward_flash_f32(&g);
+  }
   float *owned[8] = {NULL};
   const float **norm_in[] = {&g.p.q, &g.p.k, &g.p.v, &g.o, &g.dout};
   const float *raw_in[] = {q, k, v, o, dout};

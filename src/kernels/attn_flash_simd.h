@@ -27,28 +27,28 @@ FLASH_AVX512 FLASH_INLINE __m512 flash_exp2_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-/* s[r][i] = sum_k a[r * lda + k] * bt[k * FLASH_BK + 16 i ..] for the FLASH_RG
- * rows of a and one FLASH_BK-column block of a packed B^T: the Q K^T shaped
- * tile of the forward and the backward, 4 loads and 6 broadcasts feeding 24
- * FMAs per k. Always inlined, so s stays in the caller's registers. */
+/* s[r][i] = sum_k a[r * lda + k] * bt[k * 64 + 16 i ..] for rows r < R and
+ * zmm columns i < NC of a packed [dp][64] B^T block: the Q K^T shaped tile
+ * of the forward (R = FLASH_RG) and the backward (R <= FLASH_BR), NC loads
+ * and R broadcasts feeding R NC FMAs per k. Always inlined with constant R
+ * and NC, so s stays in the caller's registers. */
 FLASH_AVX512 FLASH_INLINE void flash_abt_tile(const float *a, int64_t lda, const float *bt, int64_t dp,
-                                              __m512 s[FLASH_RG][4]) {
+                                              __m512 s[][4], const int R, const int NC) {
 #pragma GCC unroll 6
-  for (int r = 0; r < FLASH_RG; r++)
+  for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) s[r][i] = _mm512_setzero_ps();
+    for (int i = 0; i < NC; i++) s[r][i] = _mm512_setzero_ps();
 #pragma GCC unroll 2
   for (int64_t k = 0; k < dp; k++) {
-    const float *b = bt + k * FLASH_BK;
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
-                 b3 = _mm512_loadu_ps(b + 48);
+    const float *b = bt + k * 64;
+    __m512 bv[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NC; i++) bv[i] = _mm512_loadu_ps(b + 16 * i);
 #pragma GCC unroll 6
-    for (int r = 0; r < FLASH_RG; r++) {
+    for (int r = 0; r < R; r++) {
       const __m512 x = _mm512_set1_ps(a[r * lda + k]);
-      s[r][0] = _mm512_fmadd_ps(x, b0, s[r][0]);
-      s[r][1] = _mm512_fmadd_ps(x, b1, s[r][1]);
-      s[r][2] = _mm512_fmadd_ps(x, b2, s[r][2]);
-      s[r][3] = _mm512_fmadd_ps(x, b3, s[r][3]);
+#pragma GCC unroll 4
+      for (int i = 0; i < NC; i++) s[r][i] = _mm512_fmadd_ps(x, bv[i], s[r][i]);
     }
   }
 }

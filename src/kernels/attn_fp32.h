@@ -9,7 +9,9 @@
 sparq_status attn_forward_threepass(const attn_problem *p);
 
 /* The backward problem, normalized like attn_problem: every [len, dp] matrix
- * is FP32, head-major, with zero padding columns. */
+ * is FP32, head-major, with zero padding columns; or, for flash_f32 when
+ * p.sq.row != 0, the caller's tensors at the strides p.sq (q, o, dout, dq)
+ * and p.sk (k, v, dk, dv). */
 typedef struct attn_grad {
   attn_problem p;   /* q, k, v and the shape; p.o and p.lse are unused */
   const float *o;    /* [batch][q_heads][q_len][dp], the forward output */
@@ -22,8 +24,9 @@ typedef struct attn_grad {
 /* Double-precision oracle: recomputes the probabilities from Q and K in
  * double and ignores g->o and g->lse, so it checks them too. */
 sparq_status attn_backward_ref_f64(const attn_grad *g);
-/* FlashAttention-2 backward: probabilities recomputed from the LSE, dK/dV per
- * key block, dQ per query block; bit-identical for any thread count. */
+/* FlashAttention-2 backward: probabilities recomputed from the LSE, dK, dV
+ * and dQ from one pass over the key blocks; bit-identical for any thread
+ * count. */
 sparq_status attn_backward_flash_f32(const attn_grad *g);
 
 #endif

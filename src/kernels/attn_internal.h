@@ -12,6 +12,11 @@
 
 enum { ATTN_DIM_ALIGN = 32 };
 
+/* Element strides of a [batch][heads][len][dp]-indexed tensor. */
+typedef struct attn_strides {
+  int64_t batch, head, row;
+} attn_strides;
+
 typedef struct attn_problem {
   int64_t batch, q_heads, kv_heads, q_len, kv_len;
   int64_t head_dim; /* the caller's d */
@@ -25,6 +30,11 @@ typedef struct attn_problem {
   float *o;         /* [batch][q_heads][q_len][dp]; padded columns may hold anything */
   float *lse;       /* [batch][q_heads][q_len] natural log, or NULL */
   const sparq_attn_options *opts;
+  /* flash_f32 only (forward and backward): when sq.row != 0 the tensors are
+   * the caller's own FP32 ones, read and written in place with these strides
+   * (sq: q, o and the backward's o, dout, dq; sk: k, v, dk, dv), and
+   * head_dim == dp. All zero (every other variant): the HND form above. */
+  attn_strides sq, sk;
 } attn_problem;
 
 /* Key/value head of query head h. */
@@ -44,6 +54,18 @@ static inline const float *attn_v_at(const attn_problem *p, int64_t b, int64_t h
 static inline float *attn_o_at(const attn_problem *p, int64_t b, int64_t h) {
   return p->o + ((b * p->q_heads + h) * p->q_len) * p->dp;
 }
+/* The strides flash_f32 reads and writes with: sq / sk, or those of the HND form. */
+static inline attn_strides attn_q_strides(const attn_problem *p) {
+  if (p->sq.row) return p->sq;
+  const attn_strides s = {p->q_heads * p->q_len * p->dp, p->q_len * p->dp, p->dp};
+  return s;
+}
+static inline attn_strides attn_k_strides(const attn_problem *p) {
+  if (p->sk.row) return p->sk;
+  const attn_strides s = {p->kv_heads * p->kv_len * p->dp, p->kv_len * p->dp, p->dp};
+  return s;
+}
+
 /* Number of keys query i sees (0 for a fully masked row). */
 static inline int64_t attn_visible_keys(const attn_problem *p, int64_t i) {
   if (!p->causal) return p->kv_len;
