@@ -17,6 +17,7 @@
 #include "sparq/train.h"
 #include "sparq/gpt.h"
 #include "sparq/lm.h"
+#include "sparq/eval.h"
 #include "sparq/signgd.h"
 
 #endif
