@@ -12,6 +12,7 @@
 #include "sparq/kernels.h"
 #include "sparq/vnm.h"
 #include "sparq/attention.h"
+#include "sparq/svg.h"
 #include "sparq/data.h"
 #include "sparq/nn.h"
 #include "sparq/train.h"

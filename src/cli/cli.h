@@ -60,6 +60,8 @@ int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_attn(int argc, char **argv);
+/* sparq attn --variant svg (cli_attn_svg.c). */
+int cli_attn_svg(int argc, char **argv);
 int cli_signgd(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_vnm_matmul(int argc, char **argv);
@@ -69,6 +71,8 @@ int cli_eval(int argc, char **argv);
 int cli_plot(int argc, char **argv);
 /* argv[0] is "train". */
 int cli_bench_train(int argc, char **argv);
+/* argv[0] is "svg". */
+int cli_bench_svg(int argc, char **argv);
 
 /* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
 typedef struct cli_lm_flags {

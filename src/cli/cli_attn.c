@@ -298,7 +298,18 @@ done:
   return rc;
 }
 
+/* --variant svg has its own flags (cli_attn_svg.c). */
+static bool wants_svg(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--variant=svg") || (!strcmp(argv[i], "--variant") && i + 1 < argc && !strcmp(argv[i + 1], "svg")))
+      return true;
+  }
+  return false;
+}
+
 int cli_attn(int argc, char **argv) {
+  if (wants_svg(argc, argv)) return cli_attn_svg(argc, argv);
   attn_args a = {.seed = 1, .reps = 3};
   const cli_opt opts[] = {
       {"q", CLI_STRING, &a.q, 0, 0, NULL},

@@ -105,7 +105,7 @@ static int finish(int rc, FILE *jsonl, const char *path) {
 
 int cli_bench(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "sparq bench: which benchmark? (peak, gemm, attn, vnm or train)\n");
+    fprintf(stderr, "sparq bench: which benchmark? (peak, gemm, attn, vnm, train or svg)\n");
     cli_usage("bench", false);
     return CLI_USAGE;
   }
@@ -132,6 +132,7 @@ int cli_bench(int argc, char **argv) {
   if (!strcmp(what, "attn")) return cli_bench_attn(argc - 1, argv + 1, NULL);
   if (!strcmp(what, "vnm")) return cli_bench_vnm(argc - 1, argv + 1);
   if (!strcmp(what, "train")) return cli_bench_train(argc - 1, argv + 1);
+  if (!strcmp(what, "svg")) return cli_bench_svg(argc - 1, argv + 1);
   fprintf(stderr, "sparq bench: unknown benchmark '%s'\n", what);
   cli_usage("bench", false);
   return CLI_USAGE;

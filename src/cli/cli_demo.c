@@ -29,7 +29,7 @@ int cli_demo(int argc, char **argv) {
   double t0 = sparq_now();
   printf("sparq %s demo: %d threads, ISA %s, outputs in %s/\n", sparq_version(), sparq_threads(),
          sparq_isa_name(sparq_isa_active()), out);
-  const int total = 6;
+  const int total = 7;
 
   step(1, total, "Fashion-MNIST: labelled grid of the first 64 test images");
   if ((rc = cli_data_grid("test", 64, grid)) != CLI_OK) return rc;
@@ -52,7 +52,13 @@ int cli_demo(int argc, char **argv) {
     rc = cli_demo_vnm(out, jsonl);
   }
   if (rc == CLI_OK) {
-    step(6, total, "byte-level GPT: train a small language model on fortunes for about a minute, then sample");
+    step(6, total, "Sparse VideoGen: profiled spatial/temporal band attention on a generated mixed case");
+    char *svg_argv[] = {"attn", "--variant", "svg", "--case", "mixed", "--frames", "8", "--frame-tokens", "256",
+                        "--shape", "1,4,64", "--budget", "0.25", "--sink", "parity", "--reps", "3", NULL};
+    rc = cli_attn_svg((int)(sizeof svg_argv / sizeof svg_argv[0]) - 1, svg_argv);
+  }
+  if (rc == CLI_OK) {
+    step(7, total, "byte-level GPT: train a small language model on fortunes for about a minute, then sample");
     rc = cli_demo_lm(out);
   }
   if (fclose(jsonl) != 0 && rc == CLI_OK) rc = cli_fail("%s: write failed: %s", bench, strerror(errno));
