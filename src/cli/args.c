@@ -9,8 +9,7 @@
 #include "cli/cli.h"
 #include "sparq/status.h"
 
-static int usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *command, const char *fmt, ...) {
+int cli_usage_error(const char *command, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "sparq %s: ", command);
   va_start(ap, fmt);
@@ -40,34 +39,34 @@ static int set_value(const char *command, const cli_opt *o, const char *value) {
     case CLI_INT: {
       long long v = strtoll(value, &end, 10);
       if (errno || end == value || *end)
-        return usage_error(command, "--%s expects an integer, got '%s'", o->name, value);
+        return cli_usage_error(command, "--%s expects an integer, got '%s'", o->name, value);
       if ((double)v < o->min || (double)v > o->max)
-        return usage_error(command, "--%s %lld is out of range [%.0f, %.0f]", o->name, v, o->min, o->max);
+        return cli_usage_error(command, "--%s %lld is out of range [%.0f, %.0f]", o->name, v, o->min, o->max);
       *(int64_t *)o->dst = v;
       return CLI_OK;
     }
     case CLI_DOUBLE: {
       double v = strtod(value, &end);
       if (errno || end == value || *end || !isfinite(v))
-        return usage_error(command, "--%s expects a number, got '%s'", o->name, value);
+        return cli_usage_error(command, "--%s expects a number, got '%s'", o->name, value);
       if (v < o->min || v > o->max)
-        return usage_error(command, "--%s %g is out of range [%g, %g]", o->name, v, o->min, o->max);
+        return cli_usage_error(command, "--%s %g is out of range [%g, %g]", o->name, v, o->min, o->max);
       *(double *)o->dst = v;
       return CLI_OK;
     }
     case CLI_CHOICE:
       if (!choice_ok(o->choices, value))
-        return usage_error(command, "--%s must be one of %s, got '%s'", o->name, o->choices, value);
+        return cli_usage_error(command, "--%s must be one of %s, got '%s'", o->name, o->choices, value);
       *(const char **)o->dst = value;
       return CLI_OK;
     case CLI_STRING:
-      if (!*value) return usage_error(command, "--%s expects a non-empty value", o->name);
+      if (!*value) return cli_usage_error(command, "--%s expects a non-empty value", o->name);
       *(const char **)o->dst = value;
       return CLI_OK;
     case CLI_BOOL:
       break;
   }
-  return usage_error(command, "--%s takes no value", o->name);
+  return cli_usage_error(command, "--%s takes no value", o->name);
 }
 
 int cli_parse(const char *command, int argc, char **argv, int first, const cli_opt *opts, int nopts,
@@ -77,7 +76,7 @@ int cli_parse(const char *command, int argc, char **argv, int first, const cli_o
   for (int i = first; i < argc; i++) {
     const char *arg = argv[i];
     if (options_done || arg[0] != '-' || !strcmp(arg, "-")) {
-      if (npos >= max_positional) return usage_error(command, "unexpected argument '%s'", arg);
+      if (npos >= max_positional) return cli_usage_error(command, "unexpected argument '%s'", arg);
       positional[npos++] = arg;
       continue;
     }
@@ -85,21 +84,21 @@ int cli_parse(const char *command, int argc, char **argv, int first, const cli_o
       options_done = true;
       continue;
     }
-    if (strncmp(arg, "--", 2)) return usage_error(command, "unknown option '%s'", arg);
+    if (strncmp(arg, "--", 2)) return cli_usage_error(command, "unknown option '%s'", arg);
     const char *name = arg + 2, *eq = strchr(name, '=');
     size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
     const cli_opt *o = NULL;
     for (int j = 0; j < nopts; j++)
       if (strlen(opts[j].name) == name_len && !strncmp(opts[j].name, name, name_len)) o = &opts[j];
-    if (!o) return usage_error(command, "unknown option '--%.*s'", (int)name_len, name);
+    if (!o) return cli_usage_error(command, "unknown option '--%.*s'", (int)name_len, name);
     if (o->kind == CLI_BOOL) {
-      if (eq) return usage_error(command, "--%s takes no value", o->name);
+      if (eq) return cli_usage_error(command, "--%s takes no value", o->name);
       *(bool *)o->dst = true;
       continue;
     }
     const char *value = eq ? eq + 1 : NULL;
     if (!value) {
-      if (i + 1 >= argc) return usage_error(command, "--%s needs a value", o->name);
+      if (i + 1 >= argc) return cli_usage_error(command, "--%s needs a value", o->name);
       value = argv[++i];
     }
     int rc = set_value(command, o, value);

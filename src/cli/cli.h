@@ -35,6 +35,9 @@ typedef struct cli_opt {
 int cli_parse(const char *command, int argc, char **argv, int first, const cli_opt *opts, int nopts,
               const char **positional, int max_positional, int *npositional);
 
+/* Prints "sparq COMMAND: <printf message>" and the command's usage on
+ * stderr; returns CLI_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "sparq: <message>" (the library's last error) on stderr; returns CLI_FAIL. */
 int cli_fail_last_error(void);
 /* Prints "sparq: <printf message>" on stderr; returns CLI_FAIL. */

@@ -10,17 +10,6 @@
 #include "cli/cli.h"
 #include "sparq/sparq.h"
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("sparq attn: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  cli_usage("attn", false);
-  return CLI_USAGE;
-}
 
 typedef struct attn_args {
   const char *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *dump;
@@ -36,19 +25,19 @@ typedef struct attn_args {
 static int build_options(const attn_args *a, sparq_attn_options *o) {
   *o = sparq_attn_options_default();
   if (a->variant && !sparq_attn_variant_from_name(a->variant, &o->variant))
-    return usage("--variant must be one of ref_f64, flash_f32, sage1, sage2_8b, sage2_4b, sage_cpu, got '%s'",
+    return cli_usage_error("attn", "--variant must be one of ref_f64, flash_f32, sage1, sage2_8b, sage2_4b, sage_cpu, got '%s'",
                  a->variant);
   o->layout = a->layout && !strcmp(a->layout, "NHD") ? SPARQ_ATTN_NHD : SPARQ_ATTN_HND;
   o->causal = a->causal;
   if (a->has_offset) {
-    if (!a->causal) return usage("--causal-offset needs --causal");
+    if (!a->causal) return cli_usage_error("attn", "--causal-offset needs --causal");
     o->has_causal_offset = true, o->causal_offset = a->causal_offset;
   }
   o->sm_scale = (float)a->scale;
   if (a->granularity && !sparq_attn_granularity_from_name(a->granularity, &o->granularity))
-    return usage("--granularity must be per_thread, per_warp, per_block or per_token, got '%s'", a->granularity);
+    return cli_usage_error("attn", "--granularity must be per_thread, per_warp, per_block or per_token, got '%s'", a->granularity);
   if (a->pv_accum && !sparq_attn_pv_accum_from_name(a->pv_accum, &o->pv_accum))
-    return usage("--pv-accum must be f32, f22, f22+f32, f16+f32, bf16+f32 or u8, got '%s'", a->pv_accum);
+    return cli_usage_error("attn", "--pv-accum must be f32, f22, f22+f32, f16+f32, bf16+f32 or u8, got '%s'", a->pv_accum);
   const char *sw[] = {a->smooth_k, a->smooth_q, a->smooth_v};
   sparq_attn_switch *dst[] = {&o->smooth_k, &o->smooth_q, &o->smooth_v};
   for (int i = 0; i < 3; i++)
@@ -91,10 +80,10 @@ static int write_npy(const char *path, float *data, int ndim, const int64_t *sha
 }
 
 static int run_files(const attn_args *a, sparq_attn_options *o) {
-  if (!a->q || !a->k || !a->v || !a->out) return usage("--q, --k, --v and --out are required (or use --case)");
+  if (!a->q || !a->k || !a->v || !a->out) return cli_usage_error("attn", "--q, --k, --v and --out are required (or use --case)");
   const bool backward = a->dout || a->dq || a->dk || a->dv;
   if (backward && !(a->dout && a->dq && a->dk && a->dv))
-    return usage("the backward needs all of --dout, --dq, --dk and --dv");
+    return cli_usage_error("attn", "the backward needs all of --dout, --dq, --dk and --dv");
   if (a->dump) {
     if (cli_mkdirs(a->dump) != CLI_OK) return CLI_FAIL;
     o->dump_dir = a->dump;
@@ -217,15 +206,15 @@ static bool parse_shape(const char *text, int64_t out[4]) {
 
 static int run_case(const attn_args *a, sparq_attn_options *o) {
   if (a->q || a->k || a->v || a->out || a->lse || a->dout || a->dq || a->dk || a->dv || a->dump)
-    return usage("--case generates its inputs: drop --q/--k/--v/--out/--lse/--dout/--dq/--dk/--dv/--dump");
-  if (!a->shape) return usage("--case needs --shape B,H,N,d");
+    return cli_usage_error("attn", "--case generates its inputs: drop --q/--k/--v/--out/--lse/--dout/--dq/--dk/--dv/--dump");
+  if (!a->shape) return cli_usage_error("attn", "--case needs --shape B,H,N,d");
   int case_id = -1;
   if (strlen(a->case_name) == 2 && (a->case_name[0] == 'D' || a->case_name[0] == 'd') && a->case_name[1] >= '0' &&
       a->case_name[1] <= '5')
     case_id = a->case_name[1] - '0';
-  if (case_id < 0) return usage("--case must be D0..D5, got '%s'", a->case_name);
+  if (case_id < 0) return cli_usage_error("attn", "--case must be D0..D5, got '%s'", a->case_name);
   int64_t sh[4];
-  if (!parse_shape(a->shape, sh)) return usage("--shape expects B,H,N,d (four positive integers), got '%s'", a->shape);
+  if (!parse_shape(a->shape, sh)) return cli_usage_error("attn", "--shape expects B,H,N,d (four positive integers), got '%s'", a->shape);
   sparq_attn_shape s = {sh[0], sh[1], a->kv_heads ? a->kv_heads : sh[1], sh[2], a->kv_len ? a->kv_len : sh[2], sh[3]};
   const size_t nq = (size_t)(s.batch * s.q_heads * s.q_len * s.head_dim);
   const size_t nk = (size_t)(s.batch * s.kv_heads * s.kv_len * s.head_dim);
@@ -348,6 +337,6 @@ int cli_attn(int argc, char **argv) {
   sparq_attn_options o;
   if ((rc = build_options(&a, &o)) != CLI_OK) return rc;
   if (!a.case_name && (a.shape || a.save || a.kv_heads || a.kv_len))
-    return usage("--shape, --kv-heads, --kv-len and --save belong to --case");
+    return cli_usage_error("attn", "--shape, --kv-heads, --kv-len and --save belong to --case");
   return a.case_name ? run_case(&a, &o) : run_files(&a, &o);
 }

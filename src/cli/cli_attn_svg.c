@@ -12,17 +12,6 @@
 #include "cli/cli.h"
 #include "sparq/sparq.h"
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("sparq attn: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  cli_usage("attn", false);
-  return CLI_USAGE;
-}
 
 typedef struct svg_args {
   const char *q, *k, *v, *out, *variant, *text, *sink, *inner, *case_name, *shape;
@@ -36,7 +25,7 @@ static const char *head_name(sparq_svg_head h) {
 }
 
 static int build(const svg_args *a, sparq_svg_options *o) {
-  if (a->frames < 1 || a->frame_tokens < 1) return usage("--variant svg needs --frames F and --frame-tokens P");
+  if (a->frames < 1 || a->frame_tokens < 1) return cli_usage_error("attn", "--variant svg needs --frames F and --frame-tokens P");
   *o = sparq_svg_options_default(a->frames, a->frame_tokens);
   o->text_tokens = a->text_tokens;
   if (a->text) o->text = !strcmp(a->text, "first") ? SPARQ_SVG_TEXT_FIRST
@@ -161,11 +150,11 @@ int cli_attn_svg(int argc, char **argv) {
   if ((rc = build(&a, &o))) return rc;
   const int64_t S = o.text_tokens + o.frames * o.frame_tokens;
   if (a.case_name) {
-    if (a.q || a.k || a.v) return usage("--case generates its inputs: drop --q/--k/--v");
+    if (a.q || a.k || a.v) return cli_usage_error("attn", "--case generates its inputs: drop --q/--k/--v");
     long long B = 1, H = 4, d = 64;
     if (a.shape && sscanf(a.shape, "%lld,%lld,%lld", &B, &H, &d) != 3)
-      return usage("--shape for an SVG case is B,H,d (S comes from --frames, --frame-tokens, --text-tokens)");
-    if (B < 1 || H < 1 || d < 1 || d > 256 || B * H > 4096) return usage("--shape %s is out of range", a.shape);
+      return cli_usage_error("attn", "--shape for an SVG case is B,H,d (S comes from --frames, --frame-tokens, --text-tokens)");
+    if (B < 1 || H < 1 || d < 1 || d > 256 || B * H > 4096) return cli_usage_error("attn", "--shape %s is out of range", a.shape);
     int kind = !strcmp(a.case_name, "spatial") ? 0 : !strcmp(a.case_name, "temporal") ? 1 : 2;
     size_t n = (size_t)(B * H * S * d);
     float *q = sparq_alloc(n * sizeof(float), "q"), *k = sparq_alloc(n * sizeof(float), "k");
@@ -182,7 +171,7 @@ int cli_attn_svg(int argc, char **argv) {
     sparq_free(q), sparq_free(k), sparq_free(v), sparq_free(planted);
     return rc;
   }
-  if (!a.q || !a.k || !a.v) return usage("--variant svg needs --q, --k and --v (or --case)");
+  if (!a.q || !a.k || !a.v) return cli_usage_error("attn", "--variant svg needs --q, --k and --v (or --case)");
   sparq_tensor tq = {0}, tk = {0}, tv = {0};
   float *q = NULL, *k = NULL, *v = NULL;
   if (!(rc = load_f32(a.q, &tq, &q)) && !(rc = load_f32(a.k, &tk, &k)) && !(rc = load_f32(a.v, &tv, &v))) {

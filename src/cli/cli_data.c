@@ -12,17 +12,6 @@
  * the longest class name ("T-shirt/top", 65 pixels) in the 5 x 9 font. */
 #define GRID_SCALE 3
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...) {
-  va_list ap;
-  fputs("sparq data: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  cli_usage("data", false);
-  return CLI_USAGE;
-}
 
 static int fashion_grid(const char *split, int64_t n, bool pad32, const char *out_png) {
   if (!split) split = "train";
@@ -105,7 +94,7 @@ static int text_info(const char *split) {
 }
 
 int cli_data(int argc, char **argv) {
-  if (argc < 2) return usage("needs a data set: fashion-mnist or text");
+  if (argc < 2) return cli_usage_error("data", "needs a data set: fashion-mnist or text");
   const char *set = argv[1];
   if (!strcmp(set, "fashion-mnist")) {
     const char *grid = NULL, *split = "train";
@@ -119,7 +108,7 @@ int cli_data(int argc, char **argv) {
     };
     int rc = cli_parse("data", argc, argv, 2, opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, NULL);
     if (rc != CLI_OK) return rc;
-    if (!grid) return usage("%s needs --grid OUT.png", set);
+    if (!grid) return cli_usage_error("data", "%s needs --grid OUT.png", set);
     return fashion_grid(split, n, pad32, grid);
   }
   if (!strcmp(set, "text")) {
@@ -129,5 +118,5 @@ int cli_data(int argc, char **argv) {
     if (rc != CLI_OK) return rc;
     return text_info(split);
   }
-  return usage("unknown data set '%s' (expected fashion-mnist or text)", set);
+  return cli_usage_error("data", "unknown data set '%s' (expected fashion-mnist or text)", set);
 }

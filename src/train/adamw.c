@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "sparq/train.h"
+#include "train/param_spans.h"
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
@@ -210,21 +211,13 @@ sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const
   float *pd = pl->data, *m = st->exp_avg, *v = st->exp_avg_sq;
   const float *gd = pl->grad;
 
-  /* Each thread takes one contiguous block of the flat index space (a
-   * multiple of 16 floats) and updates the parts of the parameters inside
-   * it; padding between parameters is not touched. */
-#pragma omp parallel if (total >= ((size_t)1 << 16))
+#pragma omp parallel if (total >= PARAM_SPANS_PARALLEL_MIN)
   {
     sparq_thread_set_ftz();
-    const size_t nt = (size_t)omp_get_num_threads(), tid = (size_t)omp_get_thread_num();
-    const size_t block = ((total + nt - 1) / nt + 15) / 16 * 16;
-    const size_t lo = tid * block < total ? tid * block : total;
-    const size_t hi = lo + block < total ? lo + block : total;
-    for (size_t i = 0; i < count && lo < hi; i++) {
-      const size_t a = items[i].offset, b = items[i].offset + items[i].numel;
-      const size_t s0 = a > lo ? a : lo, s1 = b < hi ? b : hi;
-      if (s0 < s1) run(pd + s0, gd + s0, m + s0, v + s0, s1 - s0, &c, use_decay && items[i].decay);
-    }
+    size_t lo, hi;
+    param_spans_block(total, &lo, &hi);
+    for (size_t k = 0, s0, s1; param_spans_next(items, count, lo, hi, &k, &s0, &s1);)
+      run(pd + s0, gd + s0, m + s0, v + s0, s1 - s0, &c, use_decay && items[k - 1].decay);
   }
   st->step = t;
   return SPARQ_OK;

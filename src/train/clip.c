@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "sparq/train.h"
+#include "train/param_spans.h"
 
 #define CLIP_CHUNK ((size_t)8192)
 #define CLIP_LANES 8
@@ -100,20 +101,13 @@ double sparq_grad_clip(sparq_param_list *pl, float max_norm) {
   const size_t total = pl->numel, count = pl->count;
   const sparq_param *items = pl->items;
   float *gd = pl->grad;
-  /* elementwise: each thread scales the parameter parts inside its block of
-   * the flat buffer (padding untouched) */
-#pragma omp parallel if (total >= ((size_t)1 << 16))
+#pragma omp parallel if (total >= PARAM_SPANS_PARALLEL_MIN)
   {
     sparq_thread_set_ftz();
-    const size_t nt = (size_t)omp_get_num_threads(), tid = (size_t)omp_get_thread_num();
-    const size_t block = ((total + nt - 1) / nt + 15) / 16 * 16;
-    const size_t lo = tid * block < total ? tid * block : total;
-    const size_t hi = lo + block < total ? lo + block : total;
-    for (size_t k = 0; k < count && lo < hi; k++) {
-      const size_t a = items[k].offset, b = items[k].offset + items[k].numel;
-      const size_t s0 = a > lo ? a : lo, s1 = b < hi ? b : hi;
+    size_t lo, hi;
+    param_spans_block(total, &lo, &hi);
+    for (size_t k = 0, s0, s1; param_spans_next(items, count, lo, hi, &k, &s0, &s1);)
       for (size_t i = s0; i < s1; i++) gd[i] *= cf;
-    }
   }
   return norm;
 }

@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "sparq/train.h"
+#include "train/param_spans.h"
 
 /* Branch-free so it vectorizes (random gradient signs would mispredict a
  * branch on every other element); compiled once per ISA below, all with the
@@ -63,18 +64,13 @@ void sparq_signgd_step(sparq_param_list *pl, float weight_decay, float lr) {
   const sparq_param *items = pl->items;
   float *pd = pl->data;
   const float *gd = pl->grad;
-#pragma omp parallel if (total >= ((size_t)1 << 16))
+#pragma omp parallel if (total >= PARAM_SPANS_PARALLEL_MIN)
   {
     sparq_thread_set_ftz();
-    const size_t nt = (size_t)omp_get_num_threads(), tid = (size_t)omp_get_thread_num();
-    const size_t block = ((total + nt - 1) / nt + 15) / 16 * 16;
-    const size_t lo = tid * block < total ? tid * block : total;
-    const size_t hi = lo + block < total ? lo + block : total;
-    for (size_t i = 0; i < count && lo < hi; i++) {
-      const size_t a = items[i].offset, b = items[i].offset + items[i].numel;
-      const size_t s0 = a > lo ? a : lo, s1 = b < hi ? b : hi;
-      if (s0 < s1) run(pd + s0, gd + s0, s1 - s0, lr, decay, use_decay && items[i].decay);
-    }
+    size_t lo, hi;
+    param_spans_block(total, &lo, &hi);
+    for (size_t k = 0, s0, s1; param_spans_next(items, count, lo, hi, &k, &s0, &s1);)
+      run(pd + s0, gd + s0, s1 - s0, lr, decay, use_decay && items[k - 1].decay);
   }
 }
 
