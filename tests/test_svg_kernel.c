@@ -266,12 +266,184 @@ static void test_bench_row(void **state) {
   assert_int_equal(svg_bench_row(&o, 2, 1, 2, 64, 3, 0, 0, &r), SPARQ_ERR_ARG);
 }
 
+/* ------------------------------------------------ Sage inner path (sage_cpu) */
+
+/* CosSim and rel-L2 of a against b over n values. */
+static void sim(const float *a, const float *b, size_t n, double *cos, double *rl2) {
+  double ab = 0, aa = 0, bb = 0, ee = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double x = a[i], y = b[i];
+    ab += x * y, aa += x * x, bb += y * y, ee += (x - y) * (x - y);
+  }
+  *cos = ab / sqrt(aa * bb);
+  *rl2 = sqrt(ee / bb);
+}
+
+#define SAGE_COS 0.999
+#define SAGE_RL2 0.03 /* measured worst: CosSim 0.99990, rel-L2 0.0144 (random Q ~ N(0, 4)) */
+
+/* The Sage inner path against the FP64 masked reference, forced decisions
+ * `heads` ([H], B = 1); `planted` uses sparq_svg_make_case(2, ..) inputs. */
+static void sage_against_ref(sparq_svg_options o, int64_t H, int64_t d, const sparq_svg_head *heads, bool planted,
+                             uint64_t seed) {
+  bufs b = make(&o, 1, H, d, seed);
+  if (planted) assert_int_equal(sparq_svg_make_case(2, 1, H, d, &o, seed, b.q, b.k, b.v, NULL), SPARQ_OK);
+  o.force = heads;
+  o.inner = SPARQ_ATTN_SAGE_CPU;
+  sparq_svg_stats st;
+  assert_int_equal(sparq_svg_attention(b.q, b.k, b.v, b.o, 1, H, d, &o, NULL, &st), SPARQ_OK);
+  svg_geom g;
+  assert_int_equal(svg_geom_make(&o, -1, "test", &g), SPARQ_OK);
+  const int64_t S = g.S;
+  float *ref = sparq_alloc((size_t)(S * d) * sizeof(float), "ref");
+  assert_non_null(ref);
+  double pairs = 0;
+  int64_t sparse = 0;
+  for (int64_t h = 0; h < H; h++) {
+    const size_t at = (size_t)(h * S * d);
+    assert_int_equal(svg_attention_ref(&o, heads[h], -1, b.q + at, b.k + at, b.v + at, ref, NULL, d, 0.0), SPARQ_OK);
+    double cs, rl2;
+    sim(b.o + at, ref, (size_t)(S * d), &cs, &rl2);
+    if (!(cs >= SAGE_COS && rl2 <= SAGE_RL2))
+      fail_msg("sage head %lld (%s), %s, F %lld P %lld L %lld text %d sink %d wt %lld d %lld: cos %.6f rel-L2 %.4f",
+               (long long)h, heads[h] == SPARQ_SVG_TEMPORAL ? "temporal" : heads[h] == SPARQ_SVG_SPATIAL ? "spatial" : "dense",
+               planted ? "planted" : "random", (long long)o.frames, (long long)o.frame_tokens, (long long)o.text_tokens,
+               (int)o.text, (int)o.sink, (long long)g.wt, (long long)d, cs, rl2);
+    if (heads[h] != SPARQ_SVG_DENSE) pairs += (double)svg_visible_pairs(&g, heads[h]), sparse++;
+  }
+  if (sparse > 0) assert_true(fabs(st.density - pairs / ((double)sparse * (double)S * (double)S)) < 1e-12);
+  sparq_free(ref);
+  drop(&b);
+}
+
+/* Every text placement and sink mode, both head types, random (D0-like:
+ * Q ~ N(0, 4), K, V ~ N(0, 1)) and planted inputs, d 64 and 40. */
+static void test_sage_matches_reference(void **state) {
+  (void)state;
+  const sparq_svg_sink sinks[3] = {SPARQ_SVG_SINK_OFF, SPARQ_SVG_SINK_PARITY, SPARQ_SVG_SINK_FRAME0};
+  for (int text = 0; text < 3; text++)
+    for (int s = 0; s < 3; s++)
+      for (int planted = 0; planted < 2; planted++) {
+        sparq_svg_options o = sparq_svg_options_default(text ? 4 : 8, text ? 112 : 64);
+        o.text = (sparq_svg_text)text;
+        o.text_tokens = text ? 64 : 0;
+        o.budget = 0.5;
+        o.sink = sinks[s];
+        sage_against_ref(o, 2, planted ? 64 : (s == 1 ? 40 : 64), BOTH, planted != 0,
+                         800 + (uint64_t)(9 * text + 3 * s + planted));
+      }
+}
+
+/* The awkward geometries of test_band_awkward (unaligned split points, the
+ * halving path, inclusive widths, empty bands, odd sizes) on the Sage path. */
+static void test_sage_awkward(void **state) {
+  (void)state;
+  struct {
+    int64_t F, P, L;
+    int text;
+    double rho;
+    int64_t block;
+    bool incl;
+    int sink;
+  } c[] = {
+      {8, 64, 0, 0, 0.25, 16, false, 1}, {8, 64, 0, 0, 0.1, 8, true, 2},   {5, 37, 0, 0, 0.3, 1, false, 0},
+      {3, 50, 13, 1, 0.4, 32, true, 1},  {6, 33, 21, 2, 0.2, 16, false, 2}, {8, 64, 48, 1, 0.1, 64, false, 1},
+      {7, 45, 0, 0, 0.05, 1, false, 2},  {2, 200, 0, 0, 0.6, 64, true, 2},  {16, 16, 9, 2, 0.9, 64, false, 0},
+  };
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    sparq_svg_options o = sparq_svg_options_default(c[i].F, c[i].P);
+    o.text_tokens = c[i].L, o.text = (sparq_svg_text)c[i].text;
+    o.budget = c[i].rho, o.block = c[i].block, o.inclusive_width = c[i].incl, o.sink = (sparq_svg_sink)c[i].sink;
+    sage_against_ref(o, 2, i % 2 ? 40 : 64, BOTH, i % 3 == 0, 900 + i);
+  }
+}
+
+/* Dense sage_cpu through sparq_attention, [1, H, S, d] HND. */
+static void sage_dense(const bufs *b, int64_t H, int64_t S, int64_t d, float *o) {
+  sparq_attn_shape sh = {1, H, H, S, S, d};
+  sparq_attn_options ao = sparq_attn_options_default();
+  ao.variant = SPARQ_ATTN_SAGE_CPU;
+  assert_int_equal(sparq_attention(b->q, b->k, b->v, o, &sh, &ao), SPARQ_OK);
+}
+
+/* rho = 1 without text: Sage SVG equals dense sage_cpu, a spatial head bit
+ * for bit (one interval [0, S), the same quantization and key blocks), a
+ * temporal head within rounding (keys in token-major order); forced DENSE
+ * heads bit for bit, with text too. */
+static void test_sage_full_band_is_dense_sage(void **state) {
+  (void)state;
+  const int64_t shapes[3][3] = {{8, 60, 64}, {5, 77, 40}, {16, 64, 64}};
+  for (int i = 0; i < 3; i++) {
+    sparq_svg_options o = sparq_svg_options_default(shapes[i][0], shapes[i][1]);
+    o.budget = 1.0, o.sink = (sparq_svg_sink)i, o.inner = SPARQ_ATTN_SAGE_CPU;
+    const int64_t d = shapes[i][2], S = o.frames * o.frame_tokens;
+    bufs b = make(&o, 1, 2, d, 1000 + (uint64_t)i);
+    float *dense = sparq_alloc(b.n * sizeof(float), "dense");
+    assert_non_null(dense);
+    sage_dense(&b, 2, S, d, dense);
+    o.force = BOTH;
+    sparq_svg_stats st;
+    assert_int_equal(sparq_svg_attention(b.q, b.k, b.v, b.o, 1, 2, d, &o, NULL, &st), SPARQ_OK);
+    assert_memory_equal(b.o, dense, b.n / 2 * sizeof(float));
+    double cs, rl2;
+    sim(b.o + b.n / 2, dense + b.n / 2, b.n / 2, &cs, &rl2);
+    if (!(cs >= 0.99999 && rl2 <= 5e-3)) fail_msg("F %lld P %lld temporal: cos %.7f rel-L2 %.3g", (long long)o.frames,
+                                                  (long long)o.frame_tokens, cs, rl2);
+    assert_true(fabs(st.density - 1.0) < 1e-12);
+    sparq_free(dense);
+    drop(&b);
+  }
+  for (int text = 1; text < 3; text++) {
+    sparq_svg_options o = sparq_svg_options_default(4, 64);
+    o.text = (sparq_svg_text)text, o.text_tokens = 30, o.inner = SPARQ_ATTN_SAGE_CPU;
+    const int64_t d = 64, S = 30 + 256;
+    const sparq_svg_head all_dense[2] = {SPARQ_SVG_DENSE, SPARQ_SVG_DENSE};
+    o.force = all_dense;
+    bufs b = make(&o, 1, 2, d, 1010 + (uint64_t)text);
+    float *dense = sparq_alloc(b.n * sizeof(float), "dense");
+    assert_non_null(dense);
+    sage_dense(&b, 2, S, d, dense);
+    assert_int_equal(sparq_svg_attention(b.q, b.k, b.v, b.o, 1, 2, d, &o, NULL, NULL), SPARQ_OK);
+    assert_memory_equal(b.o, dense, b.n * sizeof(float));
+    sparq_free(dense);
+    drop(&b);
+  }
+}
+
+/* Profiled decisions and Sage outputs do not depend on the thread count. */
+static void test_sage_threads_bit_identical(void **state) {
+  (void)state;
+  for (int sink = 0; sink < 3; sink++) {
+    sparq_svg_options o = sparq_svg_options_default(8, 64);
+    o.text = SPARQ_SVG_TEXT_LAST, o.text_tokens = 24, o.sink = (sparq_svg_sink)sink;
+    o.inner = SPARQ_ATTN_SAGE_CPU;
+    const int64_t B = 2, H = 3, d = sink == 1 ? 40 : 64;
+    bufs b = make(&o, B, H, d, 1100);
+    assert_int_equal(sparq_svg_make_case(2, B, H, d, &o, 9, b.q, b.k, b.v, NULL), SPARQ_OK);
+    float *o2 = sparq_alloc(b.n * sizeof(float), "o2");
+    assert_non_null(o2);
+    sparq_svg_head d1[6], d2[6];
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    assert_int_equal(sparq_svg_attention(b.q, b.k, b.v, b.o, B, H, d, &o, d1, NULL), SPARQ_OK);
+    omp_set_num_threads(2);
+    assert_int_equal(sparq_svg_attention(b.q, b.k, b.v, o2, B, H, d, &o, d2, NULL), SPARQ_OK);
+    omp_set_num_threads(saved);
+    assert_memory_equal(d1, d2, sizeof d1);
+    assert_memory_equal(b.o, o2, b.n * sizeof(float));
+    sparq_free(o2);
+    drop(&b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_band_matches_reference), cmocka_unit_test(test_band_awkward),
       cmocka_unit_test(test_full_band_is_dense),     cmocka_unit_test(test_temporal_is_permuted_spatial),
       cmocka_unit_test(test_threads_bit_identical),  cmocka_unit_test(test_density_tracks_budget),
       cmocka_unit_test(test_bad_options),            cmocka_unit_test(test_bench_row),
+      cmocka_unit_test(test_sage_matches_reference), cmocka_unit_test(test_sage_awkward),
+      cmocka_unit_test(test_sage_full_band_is_dense_sage), cmocka_unit_test(test_sage_threads_bit_identical),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,6 +59,7 @@ static int run(const svg_args *a, const sparq_svg_options *o, const float *q, co
   for (int64_t i = 0; i < B * H; i++) dense[i] = SPARQ_SVG_DENSE;
   sparq_svg_options od = *o;
   od.force = dense;
+  od.inner = SPARQ_ATTN_FLASH_F32; /* the reference and the baseline: dense FP32 */
   sparq_svg_stats st = {0}, best = {0};
   double t_sp = INFINITY, t_dn = INFINITY;
   for (int64_t r = 0; r < a->reps; r++) {
@@ -96,9 +97,9 @@ static int run(const svg_args *a, const sparq_svg_options *o, const float *q, co
   if (planted) printf("profiling: %lld of %lld heads labelled as planted\n", (long long)right, (long long)(B * H));
   printf("density %.4f (budget %.3g), %lld spatial, %lld temporal, %lld dense heads\n", best.density, o->budget,
          (long long)best.spatial_heads, (long long)best.temporal_heads, (long long)best.dense_heads);
-  printf("vs dense (same kernel, all keys): rel-L2 %.3e, CosSim %.6f, max |error| %.3g, non-finite %lld\n", rel_l2,
+  printf("vs dense FP32 (same kernel, all keys): rel-L2 %.3e, CosSim %.6f, max |error| %.3g, non-finite %lld\n", rel_l2,
          e.cos_sim, e.max_abs, (long long)e.nonfinite);
-  printf("time (best of %lld, %d threads, inner %s): sparse %.3f ms (profiling %.1f%%, layout %.1f%%), dense %.3f ms, "
+  printf("time (best of %lld, %d threads, inner %s): sparse %.3f ms (profiling %.1f%%, layout %.1f%%), dense FP32 %.3f ms, "
          "speedup %.2fx\n",
          (long long)a->reps, sparq_threads(), sparq_attn_variant_name(o->inner), t_sp * 1e3,
          100 * best.profile_seconds / t_sp, 100 * best.layout_seconds / t_sp, t_dn * 1e3, t_dn / t_sp);

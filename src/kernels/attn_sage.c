@@ -99,7 +99,7 @@ static void prep_q_head(const attn_problem *p, const sage_config *cfg, const sag
 
 /* ------------------------------------------------------------- kernels */
 
-static sage_kernels pick_kernels(const sage_config *cfg) {
+sage_kernels sage_pick_kernels(const sage_config *cfg) {
   sage_kernels k = {sage_qk_tile_ref, sage_pv_bf16_ref, sage_pv_f16_ref, sage_pv_u8_ref};
 #ifdef SPARQ_HAVE_X86_SIMD
   if (sparq_has_vnni() && sparq_has_bf16()) k.qk = sage_qk_tile_vnni;
@@ -224,7 +224,7 @@ sparq_status attn_forward_sage(const attn_problem *p) {
   if (st != SPARQ_OK) goto done;
 
   sage_run run;
-  run.p = p, run.cfg = &cfg, run.g = &g, run.buf = &buf, run.k = pick_kernels(&cfg);
+  run.p = p, run.cfg = &cfg, run.g = &g, run.buf = &buf, run.k = sage_pick_kernels(&cfg);
   /* One parallel region for the pre-pass and the items: each extra barrier
    * or fork costs a scheduler time slice whenever the machine is shared.
    * The dump, which reports errors on the calling thread, splits it in two. */

@@ -222,6 +222,8 @@ typedef struct sage_qk_tile {
   int64_t kv_len;
   bool causal;
   int64_t causal_offset;
+  const int64_t *limit;   /* optional [SAGE_QK_ROWS]: row r also sees only keys < limit[r] (a
+                             per-row key prefix, e.g. Sparse VideoGen's intervals); NULL: none */
   bool masked;            /* some key of the block is masked for some row of the tile */
   float sigma;
   sage_p_format fmt;
@@ -238,6 +240,7 @@ static inline int sage_mask_from(const sage_qk_tile *t, int r) {
     int64_t last = t->row0 + r + t->causal_offset + 1;
     if (last < limit) limit = last;
   }
+  if (t->limit && t->limit[r] < limit) limit = t->limit[r];
   limit -= t->key0;
   return limit < 0 ? 0 : limit > SAGE_BK ? SAGE_BK : (int)limit;
 }
@@ -422,6 +425,10 @@ typedef struct sage_kernels {
   void (*pv_f16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *);
   void (*pv_u8)(const uint8_t *, const int8_t *, int64_t, int64_t, float *, const float *);
 } sage_kernels;
+
+/* The kernels attn_forward_sage picks for cfg (also used by Sparse
+ * VideoGen's Sage inner path, svg_sage.c). */
+sage_kernels sage_pick_kernels(const sage_config *cfg);
 
 typedef struct sage_run {
   const attn_problem *p;

@@ -95,6 +95,7 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
       t.kv_len = p->kv_len;
       t.causal = p->causal;
       t.causal_offset = p->causal_offset;
+      t.limit = NULL;
       t.masked = key0 + SAGE_BK > p->kv_len || (p->causal && key0 + SAGE_BK - 1 > row0 + p->causal_offset);
       t.sigma = cfg->sigma;
       t.fmt = fmt;

@@ -9,6 +9,9 @@
  *   3. kernel: svg_band_head per head (parallel over heads, per-thread
  *      scratch), then O of the copied heads goes back (inverse permutation,
  *      counted as layout time).
+ * With opts->inner == SPARQ_ATTN_SAGE_CPU the same intervals run on
+ * sage_cpu's kernels: each head is quantized and packed once in its current
+ * layout (svg_sage_prepare), then svg_band_head_inner (svg_sage.h).
  * Every head is computed by one thread from its own rows, so the result does
  * not depend on the thread count or the schedule. */
 #include <math.h>
@@ -17,6 +20,7 @@
 
 #include "kernels/svg_band.h"
 #include "kernels/svg_internal.h"
+#include "kernels/svg_sage.h"
 #include "sparq/base.h"
 
 static const char *const WHO = "sparq_svg_attention";
@@ -64,15 +68,17 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
           opts->force[i] != SPARQ_SVG_DENSE)
         return sparq_fail(SPARQ_ERR_ARG, "%s: force[%lld] = %d is not a head type (spatial 0, temporal 1, dense 2)",
                           WHO, (long long)i, (int)opts->force[i]);
-  if (opts->inner == SPARQ_ATTN_SAGE_CPU)
-    return sparq_fail(SPARQ_ERR_UNSUPPORTED, "%s: inner sage_cpu is not implemented yet; use flash_f32", WHO);
   const float scale = (float)(1.0 / sqrt((double)d));
+  const bool sage = opts->inner == SPARQ_ATTN_SAGE_CPU;
+  svg_sage_call sage_call;
+  if (sage && (st = svg_sage_setup(scale, dp, WHO, &sage_call)) != SPARQ_OK) return st;
   const int threads = omp_get_max_threads();
 
   sparq_svg_head *dec = sparq_alloc((size_t)heads * sizeof *dec, "SVG decisions");
   int64_t *entries = sparq_calloc((size_t)heads, sizeof *entries, "SVG entries");
   int64_t *slot = sparq_alloc((size_t)heads * sizeof *slot, "SVG layout slots");
   float *pscr = NULL, *kscr = NULL, *copies = NULL;
+  unsigned char *sscr = NULL;
   st = SPARQ_OK;
   if (!dec || !entries || !slot) {
     st = SPARQ_ERR_NOMEM;
@@ -145,18 +151,42 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
     st = SPARQ_ERR_NOMEM;
     goto done;
   }
+  size_t sf = 0; /* Sage scratch bytes per thread */
+  if (sage) {
+    const svg_band_geom bg = svg_band_geom_make(&g, SPARQ_SVG_SPATIAL, dp);
+    sf = (svg_sage_scratch_bytes(&bg) + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
+    size_t all;
+    if (!sparq_size_mul((size_t)threads, sf, &all)) {
+      st = sparq_fail(SPARQ_ERR_NOMEM, "%s: Sage scratch size overflows", WHO);
+      goto done;
+    }
+    sscr = sparq_alloc(all, "SVG Sage scratch");
+    if (!sscr) {
+      st = SPARQ_ERR_NOMEM;
+      goto done;
+    }
+  }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t bh = 0; bh < heads; bh++) {
     sparq_thread_set_ftz();
     const svg_band_geom bg = svg_band_geom_make(&g, dec[bh], dp);
     float *scr = kscr + (size_t)omp_get_thread_num() * kf;
+    const float *hq, *hk, *hv;
+    float *ho;
+    int64_t ld;
     if (slot[bh] >= 0) {
       float *c = copies + (size_t)slot[bh] * 4 * per;
-      entries[bh] = svg_band_head(&bg, c, c + per, c + 2 * per, c + 3 * per, dp, scale, scr);
+      hq = c, hk = c + per, hv = c + 2 * per, ho = c + 3 * per, ld = dp;
     } else {
       const size_t at = (size_t)bh * (size_t)S * (size_t)d;
-      entries[bh] = svg_band_head(&bg, q + at, k + at, v + at, o + at, d, scale, scr);
+      hq = q + at, hk = k + at, hv = v + at, ho = o + at, ld = d;
     }
+    svg_sage_head sh, *shp = NULL;
+    if (sage) { /* ld == dp here: in-place heads have d == dp */
+      svg_sage_prepare(&sh, &sage_call, &bg, hq, hk, hv, sscr + (size_t)omp_get_thread_num() * sf);
+      shp = &sh;
+    }
+    entries[bh] = svg_band_head_inner(&bg, hq, hk, hv, ho, ld, scale, scr, shp);
   }
   const double t3 = sparq_now();
   if (ncopy > 0) {
@@ -189,6 +219,6 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
   }
 done:
   sparq_free(dec), sparq_free(entries), sparq_free(slot);
-  sparq_free(pscr), sparq_free(kscr), sparq_free(copies);
+  sparq_free(pscr), sparq_free(kscr), sparq_free(copies), sparq_free(sscr);
   return st;
 }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "kernels/attn_flash.h"
+#include "kernels/svg_sage.h"
 #include "sparq/base.h"
 
 enum { SVG_NI = 6 }; /* intervals per block: text, sink, left, right, frame-0 forward, frame-0 backward */
@@ -119,14 +120,21 @@ typedef struct band_ctx {
   item_fn kernel;
   flash_pack_fn pack;
   band_scratch *s;
+  svg_sage_head *sage; /* non-NULL: the Sage inner path runs the intervals (svg_sage.h) */
 } band_ctx;
 
-/* Runs interval i over query rows [row0, row0 + rows) of the layout: K^T
- * blocks at kt, V row j at v + j ldv, row r sees the first vis[i][r] keys.
- * Writes out[i], lsum[i], mi[i] for rows with vis > 0 (others are never read). */
-static void run_interval(const band_ctx *c, int i, int64_t row0, int64_t rows, const float *kt, const float *v,
-                         int64_t ldv, float *out, int64_t ldo) {
+/* Runs interval i over query rows [row0, row0 + rows) of the layout: key j
+ * is layout row first + j step (K^T blocks at kt, V row j at v + j ldv for
+ * flash_f32; kt is unused on the Sage path), row r sees the first vis[i][r]
+ * keys. Writes out[i], lsum[i], mi[i] for rows with vis > 0 (others are
+ * never read). */
+static void run_interval(const band_ctx *c, int i, int64_t row0, int64_t rows, int64_t first, int64_t step,
+                         const float *kt, const float *v, int64_t ldv, float *out, int64_t ldo) {
   band_scratch *s = c->s;
+  if (c->sage) {
+    svg_sage_interval(c->sage, row0, rows, first, step, s->vis[i], out, ldo, s->lsum[i], s->mi[i]);
+    return;
+  }
   const int64_t padded = cdiv(rows, FLASH_RG) * FLASH_RG;
   for (int64_t r = rows; r < padded; r++) s->vis[i][r] = s->vis[i][rows - 1];
   flash_item it = {.qsrc = c->q + row0 * c->ld,
@@ -197,8 +205,8 @@ static int64_t text_block(const band_ctx *c, int64_t row0, int64_t rows) {
   bool used[SVG_NI] = {false};
   for (int64_t r = 0; r < rows; r++) s->vis[0][r] = g->L, s->vis[3][r] = g->Sv;
   used[0] = used[3] = true;
-  run_interval(c, 0, row0, rows, s->ktt, c->v + g->text0 * c->ld, c->ld, s->out[0], g->dp);
-  run_interval(c, 3, row0, rows, s->ktv, c->v + g->video0 * c->ld, c->ld, s->out[3], g->dp);
+  run_interval(c, 0, row0, rows, g->text0, 1, s->ktt, c->v + g->text0 * c->ld, c->ld, s->out[0], g->dp);
+  run_interval(c, 3, row0, rows, g->video0, 1, s->ktv, c->v + g->video0 * c->ld, c->ld, s->out[3], g->dp);
   merge(c, used, row0, rows);
   return rows * g->S;
 }
@@ -265,25 +273,32 @@ static int64_t video_block(const band_ctx *c, int64_t y0, int64_t R) {
       if (s->vis[i][r] > 0) used[i] = true;
     }
   }
-  if (used[0]) run_interval(c, 0, row0, R, s->ktt, c->v + g->text0 * ld, ld, s->out[0], dp);
-  if (used[1]) run_interval(c, 1, row0, R, s->ktv, vv, ld, s->out[1], dp);
+  const int64_t v0 = g->video0;
+  if (used[0]) run_interval(c, 0, row0, R, g->text0, 1, s->ktt, c->v + g->text0 * ld, ld, s->out[0], dp);
+  if (used[1]) run_interval(c, 1, row0, R, v0, 1, s->ktv, vv, ld, s->out[1], dp);
   if (used[2]) {
-    pack_keys(c->pack, kv + (split - 1) * ld, -ld, split - min_a, dp, s->ktl);
-    run_interval(c, 2, row0, R, s->ktl, vv + (split - 1) * ld, -ld, s->out[2], dp);
+    if (!c->sage) pack_keys(c->pack, kv + (split - 1) * ld, -ld, split - min_a, dp, s->ktl);
+    run_interval(c, 2, row0, R, v0 + split - 1, -1, s->ktl, vv + (split - 1) * ld, -ld, s->out[2], dp);
   }
   if (used[3]) {
     const float *kt = s->ktv + split / FLASH_BK * dp * FLASH_BK;
-    if (!aligned) pack_keys(c->pack, kv + split * ld, ld, max_b - split, dp, s->ktf), kt = s->ktf;
-    run_interval(c, 3, row0, R, kt, vv + split * ld, ld, s->out[3], dp);
+    if (!aligned && !c->sage) pack_keys(c->pack, kv + split * ld, ld, max_b - split, dp, s->ktf), kt = s->ktf;
+    run_interval(c, 3, row0, R, v0 + split, 1, kt, vv + split * ld, ld, s->out[3], dp);
   }
-  if (used[4]) run_interval(c, 4, row0, R, s->ktg, vv, F * ld, s->out[4], dp);
-  if (used[5]) run_interval(c, 5, row0, R, s->ktgr, vv + (P - 1) * F * ld, -F * ld, s->out[5], dp);
+  if (used[4]) run_interval(c, 4, row0, R, v0, F, s->ktg, vv, F * ld, s->out[4], dp);
+  if (used[5])
+    run_interval(c, 5, row0, R, v0 + (P - 1) * F, -F, s->ktgr, vv + (P - 1) * F * ld, -F * ld, s->out[5], dp);
   merge(c, used, row0, R);
   return entries;
 }
 
 int64_t svg_band_head(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o, int64_t ld,
                       float sm_scale, float *scratch) {
+  return svg_band_head_inner(g, q, k, v, o, ld, sm_scale, scratch, NULL);
+}
+
+int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
+                            int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage) {
   band_scratch s;
   carve(g, scratch, &s);
   band_ctx c = {.g = g,
@@ -295,21 +310,22 @@ int64_t svg_band_head(const svg_band_geom *g, const float *q, const float *k, co
                 .qscale = sm_scale * FLASH_LOG2E,
                 .kernel = pick_kernel(),
                 .pack = flash_pick_pack(),
-                .s = &s};
+                .s = &s,
+                .sage = sage};
   const int64_t dp = g->dp;
   int64_t entries = 0;
   if (g->head == SPARQ_SVG_DENSE) { /* one interval [0, S): flash_f32 itself */
-    pack_keys(c.pack, k, ld, g->S, dp, s.ktv);
+    if (!sage) pack_keys(c.pack, k, ld, g->S, dp, s.ktv);
     for (int64_t row0 = 0; row0 < g->S; row0 += FLASH_BQ) {
       const int64_t rows = g->S - row0 < FLASH_BQ ? g->S - row0 : FLASH_BQ;
       for (int64_t r = 0; r < rows; r++) s.vis[3][r] = g->S;
-      run_interval(&c, 3, row0, rows, s.ktv, v, ld, o + row0 * ld, ld);
+      run_interval(&c, 3, row0, rows, 0, 1, s.ktv, v, ld, o + row0 * ld, ld);
     }
     return g->S * g->S;
   }
-  pack_keys(c.pack, k + g->video0 * ld, ld, g->Sv, dp, s.ktv);
-  if (g->L > 0) pack_keys(c.pack, k + g->text0 * ld, ld, g->L, dp, s.ktt);
-  if (g->sink == SPARQ_SVG_SINK_FRAME0 && g->head == SPARQ_SVG_TEMPORAL) {
+  if (!sage) pack_keys(c.pack, k + g->video0 * ld, ld, g->Sv, dp, s.ktv);
+  if (g->L > 0 && !sage) pack_keys(c.pack, k + g->text0 * ld, ld, g->L, dp, s.ktt);
+  if (g->sink == SPARQ_SVG_SINK_FRAME0 && g->head == SPARQ_SVG_TEMPORAL && !sage) {
     const float *k0 = k + g->video0 * ld;
     pack_keys(c.pack, k0, g->F * ld, g->P, dp, s.ktg);
     pack_keys(c.pack, k0 + (g->P - 1) * g->F * ld, -g->F * ld, g->P, dp, s.ktgr);

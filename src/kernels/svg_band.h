@@ -46,4 +46,11 @@ size_t svg_band_scratch_floats(const svg_band_geom *g);
 int64_t svg_band_head(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o, int64_t ld,
                       float sm_scale, float *scratch);
 
+/* svg_band_head with the intervals run by the Sage inner path when sage is
+ * not NULL (svg_sage.h; svg_sage_prepare of this head done, ld == dp); the
+ * same intervals, merge and returned count. NULL: svg_band_head itself. */
+struct svg_sage_head;
+int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
+                            int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage);
+
 #endif

@@ -25,8 +25,11 @@ sparq_status svg_bench_row(const sparq_svg_options *opts, int kind, int64_t B, i
   st = sparq_svg_make_case(kind, B, H, d, opts, seed, q, k, v, NULL);
   if (st != SPARQ_OK) goto done;
   for (int64_t i = 0; i < B * H; i++) dense[i] = SPARQ_SVG_DENSE;
+  /* The baseline is always the dense FP32 kernel, so an SVG+Sage row shows
+   * what sparse and quantized attention give together. */
   sparq_svg_options odn = *opts;
   odn.force = dense;
+  odn.inner = SPARQ_ATTN_FLASH_F32;
   memset(out, 0, sizeof *out);
   out->dense_ms = out->sparse_ms = INFINITY;
   sparq_svg_stats s, best = {0};

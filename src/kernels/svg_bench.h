@@ -1,5 +1,6 @@
-/* One row of the Sparse VideoGen kernel benchmark (spec §8): dense (the
- * same flash tiles over all keys, every head forced DENSE) against sparse
+/* One row of the Sparse VideoGen kernel benchmark (spec §8): dense FP32 (the
+ * same flash tiles over all keys, every head forced DENSE, whatever the
+ * inner variant of the sparse run) against sparse
  * (profiled decisions, band kernel), interleaved, best of `reps` after
  * `warmups` untimed pairs, at the current OpenMP thread count. Prints
  * nothing; the CLI formats the row. */

@@ -1,0 +1,318 @@
+/* Sparse VideoGen's Sage inner path (see svg_sage.h). */
+#include "kernels/svg_sage.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "sparq/base.h"
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+sparq_status svg_sage_setup(float sm_scale, int64_t dp, const char *who, svg_sage_call *call) {
+  if (dp > 256)
+    return sparq_fail(SPARQ_ERR_UNSUPPORTED, "%s: inner sage_cpu supports d <= 256 (padded d %lld)", who,
+                      (long long)dp);
+  memset(call, 0, sizeof *call);
+  sparq_attn_options o = sparq_attn_options_default();
+  o.variant = SPARQ_ATTN_SAGE_CPU;
+  attn_problem p;
+  memset(&p, 0, sizeof p);
+  p.opts = &o;
+  p.dp = dp;
+  p.scale = sm_scale;
+  sparq_status st = sage_config_resolve(&p, &call->cfg);
+  if (st != SPARQ_OK) return st;
+  if (call->cfg.smooth_q) /* sage_cpu never smooths Q; dS per query block is not wired here */
+    return sparq_fail(SPARQ_ERR_UNSUPPORTED, "%s: inner sage_cpu with smooth Q is not supported", who);
+  call->k = sage_pick_kernels(&call->cfg);
+  call->tau_log2e = sm_scale * SAGE_LOG2E;
+  call->dp = dp;
+  return SPARQ_OK;
+}
+
+/* ------------------------------------------------------------ scratch */
+
+static unsigned char *take(unsigned char *base, size_t *at, size_t bytes) {
+  unsigned char *p = base ? base + *at : NULL;
+  *at += (bytes + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
+  return p;
+}
+
+static void carve_seq(unsigned char *base, size_t *at, int64_t cap, int64_t dp, svg_sage_seq *s) {
+  cap = sage_round_up(cap > 0 ? cap : 1, SAGE_BK);
+  s->cap = cap, s->n = 0, s->first = 0, s->step = 0;
+  s->k = (int8_t *)take(base, at, (size_t)(cap * dp));
+  s->corr = (int32_t *)take(base, at, (size_t)cap * 4);
+  s->scale = (float *)take(base, at, (size_t)cap * 4);
+  s->v = take(base, at, (size_t)(cap * dp) * 2);
+}
+
+static size_t carve(const svg_band_geom *g, unsigned char *base, svg_sage_head *h) {
+  const int64_t S = g->S, dp = g->dp, Sq = S + 2 * SAGE_BQ, Sk = sage_round_up(S, SAGE_BK);
+  size_t at = 0;
+  h->q_hat = take(base, &at, (size_t)(Sq * dp));
+  h->q_scale = (float *)take(base, &at, (size_t)Sq * 4);
+  h->k_rows = (int8_t *)take(base, &at, (size_t)(S * dp));
+  h->k_scale = (float *)take(base, &at, (size_t)S * 4);
+  h->k_mean = (float *)take(base, &at, (size_t)dp * 4);
+  h->v_mean = (float *)take(base, &at, (size_t)dp * 4);
+  h->v_scale = (float *)take(base, &at, (size_t)dp * 4);
+  h->fs = (float *)take(base, &at, (size_t)dp * 4);
+  h->v_rows = take(base, &at, (size_t)(S * dp) * 2);
+  h->v_full = take(base, &at, (size_t)(Sk * dp) * 2);
+  h->tmp = (float *)take(base, &at, (size_t)(S * dp) * 4);
+  h->amax = (float *)take(base, &at, (size_t)(S + 64) * 4);
+  /* caches: all keys (dense) or the video keys, the text keys, frame 0 forwards and backwards */
+  carve_seq(base, &at, S, dp, &h->cache[0]);
+  carve_seq(base, &at, g->L, dp, &h->cache[1]);
+  carve_seq(base, &at, g->P, dp, &h->cache[2]);
+  carve_seq(base, &at, g->P, dp, &h->cache[3]);
+  carve_seq(base, &at, S, dp, &h->slot);
+  unsigned char *item = take(base, &at, sage_scratch_bytes(dp));
+  if (base) h->item = sage_scratch_at(item, dp);
+  h->lim = (int64_t *)take(base, &at, SAGE_P_ROWS * sizeof(int64_t));
+  return at;
+}
+
+size_t svg_sage_scratch_bytes(const svg_band_geom *g) {
+  svg_sage_head h;
+  return carve(g, NULL, &h);
+}
+
+/* ------------------------------------------------------------ packing */
+
+/* Index of V-hat element (key j, channel c) in the PV operand layout. */
+static size_t v_index(sage_pv_kind kind, int64_t j, int64_t c, int64_t dp) {
+  switch (kind) {
+    case SAGE_PV_BF16: return (size_t)((j / 2) * dp * 2 + c * 2 + (j & 1));
+    case SAGE_PV_U8: return (size_t)((j / 4) * dp * 4 + c * 4 + (j & 3));
+    default: return (size_t)(j * dp + c);
+  }
+}
+
+/* Packs the keys first + j step, j < n, into s (zeros past n). */
+static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_t n, svg_sage_seq *s) {
+  const int64_t dp = h->g->dp, npad = sage_round_up(n, SAGE_BK);
+  const sage_pv_kind kind = h->call->cfg.pv;
+  s->first = first, s->step = step, s->n = n;
+  for (int64_t j = 0; j < n; j++) {
+    const int64_t row = first + j * step;
+    const int8_t *kr = h->k_rows + row * dp;
+    int8_t *dst = s->k + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
+    int32_t sum = 0;
+    for (int64_t c4 = 0; c4 < dp / 4; c4++) {
+      memcpy(dst + c4 * 64, kr + c4 * 4, 4);
+      sum += kr[c4 * 4] + kr[c4 * 4 + 1] + kr[c4 * 4 + 2] + kr[c4 * 4 + 3];
+    }
+    s->corr[j] = 128 * sum;
+    s->scale[j] = h->k_scale[row];
+  }
+  for (int64_t j = n; j < npad; j++) {
+    int8_t *dst = s->k + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
+    for (int64_t c4 = 0; c4 < dp / 4; c4++) memset(dst + c4 * 64, 0, 4);
+    s->corr[j] = 0, s->scale[j] = 0.0f;
+  }
+  if (kind == SAGE_PV_U8) {
+    int8_t *v = s->v;
+    const int8_t *rows = h->v_rows;
+    memset(v + (n / 4) * 4 * dp, 0, (size_t)((npad - n / 4 * 4) * dp));
+    for (int64_t j = 0; j < n; j++) {
+      const int8_t *src = rows + (first + j * step) * dp;
+      for (int64_t c = 0; c < dp; c++) v[v_index(kind, j, c, dp)] = src[c];
+    }
+  } else {
+    uint16_t *v = s->v;
+    const uint16_t *rows = h->v_rows;
+    memset(v + (n / 2) * 2 * dp, 0, (size_t)((npad - n / 2 * 2) * dp) * 2);
+    if (kind == SAGE_PV_BF16) {
+      for (int64_t j = 0; j < n; j++) {
+        const uint16_t *src = rows + (first + j * step) * dp;
+        uint16_t *dst = v + (j / 2) * dp * 2 + (j & 1);
+        for (int64_t c = 0; c < dp; c++) dst[2 * c] = src[c];
+      }
+    } else {
+      for (int64_t j = 0; j < n; j++) memcpy(v + j * dp, rows + (first + j * step) * dp, (size_t)dp * 2);
+    }
+  }
+}
+
+/* ------------------------------------------------------------ pre-pass */
+
+void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_band_geom *g, const float *q,
+                      const float *k, const float *v, unsigned char *scratch) {
+  carve(g, scratch, h);
+  h->call = call, h->g = g;
+  const sage_config *cfg = &call->cfg;
+  const int64_t S = g->S, dp = g->dp, Sq = S + 2 * SAGE_BQ, Sk = sage_round_up(S, SAGE_BK);
+
+  /* Q: per-token INT8, + 128 for vpdpbusd, scale with tau log2(e) folded in */
+  int8_t *q8 = (int8_t *)h->q_hat;
+  sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, h->q_scale);
+  for (int64_t i = 0; i < S * dp; i++) h->q_hat[i] = (uint8_t)(q8[i] + 128);
+  memset(h->q_hat + S * dp, 128, (size_t)((Sq - S) * dp));
+  for (int64_t t = 0; t < S; t++) h->q_scale[t] *= call->tau_log2e;
+  for (int64_t t = S; t < Sq; t++) h->q_scale[t] = 0.0f;
+
+  /* K: smoothed by the mean of all the head's keys, per-token INT8 */
+  if (cfg->smooth_k) sage_mean_rows(k, S, dp, h->k_mean);
+  else memset(h->k_mean, 0, (size_t)dp * sizeof(float));
+  sage_quantize_rows(k, S, dp, cfg->smooth_k ? h->k_mean : NULL, NULL, cfg->qmax, cfg->gran, false, h->amax,
+                     h->k_rows, h->k_scale);
+
+  /* V: sage's operand for all S keys, then back to plain rows for gathering */
+  sage_kv kv;
+  memset(&kv, 0, sizeof kv);
+  kv.v_mean = h->v_mean, kv.v_scale = h->v_scale, kv.v_hat = h->v_full;
+  sage_prepare_v(cfg, v, S, Sk, dp, h->tmp, &kv);
+  if (cfg->pv == SAGE_PV_U8) {
+    const int8_t *src = h->v_full;
+    int8_t *dst = h->v_rows;
+    for (int64_t j = 0; j < S; j++)
+      for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = src[v_index(cfg->pv, j, c, dp)];
+  } else {
+    const uint16_t *src = h->v_full;
+    uint16_t *dst = h->v_rows;
+    for (int64_t j = 0; j < S; j++)
+      for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = src[v_index(cfg->pv, j, c, dp)];
+  }
+  const float pscale = cfg->round == SAGE_ROUND_U8 ? exp2f(cfg->sigma) / 255.0f : 1.0f;
+  for (int64_t c = 0; c < dp; c++) h->fs[c] = h->v_scale[c] * pscale;
+
+  /* the sequences every query block reads: [0] all keys (dense) or the video
+   * keys, [1] the text keys, [2] / [3] frame 0 forwards / backwards */
+  for (int i = 0; i < SVG_SAGE_CACHES; i++) h->cache[i].n = 0;
+  if (g->head == SPARQ_SVG_DENSE) {
+    pack_seq(h, 0, 1, S, &h->cache[0]);
+    return;
+  }
+  pack_seq(h, g->video0, 1, g->Sv, &h->cache[0]);
+  if (g->L > 0) pack_seq(h, g->text0, 1, g->L, &h->cache[1]);
+  if (g->sink == SPARQ_SVG_SINK_FRAME0 && g->head == SPARQ_SVG_TEMPORAL) {
+    pack_seq(h, g->video0, g->F, g->P, &h->cache[2]);
+    pack_seq(h, g->video0 + (g->P - 1) * g->F, -g->F, g->P, &h->cache[3]);
+  }
+}
+
+/* ------------------------------------------------------------ intervals */
+
+/* The keys first + j step, j < n, from key `*off` of a packed sequence: a
+ * cached one where it holds them from a 64-key boundary, else packed now. */
+static const svg_sage_seq *find_seq(svg_sage_head *h, int64_t first, int64_t step, int64_t n, int64_t *off) {
+  for (int i = 0; i < SVG_SAGE_CACHES; i++) {
+    const svg_sage_seq *c = &h->cache[i];
+    if (c->n == 0 || c->step != step) continue;
+    const int64_t delta = first - c->first;
+    if (delta % step != 0) continue;
+    const int64_t j0 = delta / step;
+    if (j0 < 0 || j0 % SAGE_BK != 0 || j0 + n > c->n) continue;
+    *off = j0;
+    return c;
+  }
+  pack_seq(h, first, step, n, &h->slot);
+  *off = 0;
+  return &h->slot;
+}
+
+static sage_p_format p_format(const sage_config *cfg) {
+  switch (cfg->round) {
+    case SAGE_ROUND_BF16: return SAGE_P_BF16;
+    case SAGE_ROUND_F16: return SAGE_P_F16;
+    case SAGE_ROUND_U8: return SAGE_P_U8;
+    default: return cfg->pv == SAGE_PV_BF16 ? SAGE_P_E4M3_BF16 : SAGE_P_E4M3_F16;
+  }
+}
+
+static size_t p_bytes(sage_p_format f) { return f == SAGE_P_F32 ? 4 : f == SAGE_P_U8 ? 1 : 2; }
+
+/* Rows [row0, row0 + rows), rows <= SAGE_BQ: sage_run_item's loop over the
+ * key blocks of the sequence with each row's prefix as its mask. */
+static void chunk(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, int64_t step, const int64_t *vis,
+                  float *out, int64_t ldo, float *lsum, float *m) {
+  const svg_sage_call *call = h->call;
+  const sage_config *cfg = &call->cfg;
+  const sage_scratch *s = &h->item;
+  const int64_t dp = h->g->dp, rows4 = sage_round_up(rows, SAGE_QK_ROWS);
+  int64_t nmax = 0;
+  for (int64_t r = 0; r < rows4; r++) {
+    h->lim[r] = r < rows ? vis[r] : vis[rows - 1];
+    if (h->lim[r] > nmax) nmax = h->lim[r];
+  }
+  if (nmax == 0) return;
+  int64_t off;
+  const svg_sage_seq *seq = find_seq(h, first, step, nmax, &off);
+  for (int64_t r = 0; r < rows4; r++) s->state[r].m = -INFINITY, s->state[r].l = 0.0f;
+  memset(s->o, 0, (size_t)(rows4 * dp) * sizeof(float));
+  const sage_p_format fmt = p_format(cfg);
+  const float u8_scale = cfg->round == SAGE_ROUND_U8 ? 255.0f / exp2f(cfg->sigma) : 0.0f;
+  const int64_t nkb = cdiv(nmax, SAGE_BK);
+  /* A tile of 4 rows none of which sees key block kb skips it: for such a
+   * row the masked block would give alpha = 1 and P = 0, i.e. leave its
+   * state and O as they are, so skipping is exact. PV runs per contiguous
+   * run of active tiles. */
+  for (int64_t kb = 0; kb < nkb; kb++) {
+    const int64_t key0 = kb * SAGE_BK, at = off + key0;
+    const size_t voff = (size_t)(at * dp);
+    int64_t run0 = -1;
+    for (int64_t rt = 0; rt <= rows4; rt += SAGE_QK_ROWS) {
+      int64_t lo = nmax, hi = 0;
+      if (rt < rows4)
+        for (int r = 0; r < SAGE_QK_ROWS; r++) {
+          if (h->lim[rt + r] < lo) lo = h->lim[rt + r];
+          if (h->lim[rt + r] > hi) hi = h->lim[rt + r];
+        }
+      if (hi > key0) { /* active tile */
+        if (run0 < 0) run0 = rt;
+        sage_qk_tile t;
+        memset(&t, 0, sizeof t);
+        t.q = h->q_hat + (row0 + rt) * dp;
+        t.q_scale = h->q_scale + row0 + rt;
+        t.k = seq->k + at * dp;
+        t.k_corr = seq->corr + at;
+        t.k_scale = seq->scale + at;
+        t.dp = dp;
+        t.row0 = row0 + rt;
+        t.key0 = key0;
+        t.kv_len = nmax;
+        t.causal = false;
+        t.limit = h->lim + rt;
+        t.masked = key0 + SAGE_BK > lo;
+        t.sigma = cfg->sigma;
+        t.fmt = fmt;
+        t.u8_scale = u8_scale;
+        t.p = (char *)s->p + (size_t)rt * SAGE_BK * p_bytes(fmt);
+        t.state = s->state + rt;
+        t.alpha = s->alpha + rt;
+        call->k.qk(&t);
+        continue;
+      }
+      if (run0 < 0) continue;
+      /* PV of tiles [run0, rt) */
+      const int64_t n = rt - run0;
+      const void *p = (const char *)s->p + (size_t)run0 * SAGE_BK * p_bytes(fmt);
+      float *o = s->o + run0 * dp;
+      const float *alpha = s->alpha + run0;
+      switch (cfg->pv) {
+        case SAGE_PV_F16: call->k.pv_f16(p, (const uint16_t *)seq->v + voff, n, dp, o, alpha); break;
+        case SAGE_PV_U8: call->k.pv_u8(p, (const int8_t *)seq->v + voff, n, dp, o, alpha); break;
+        case SAGE_PV_BF16: call->k.pv_bf16(p, (const uint16_t *)seq->v + voff, n, dp, o, alpha, cfg->accum); break;
+      }
+      run0 = -1;
+    }
+  }
+  /* as sage_run_item: O / l dV (+ v_mean) */
+  for (int64_t r = 0; r < rows; r++) {
+    if (vis[r] <= 0) continue;
+    const float l = s->state[r].l;
+    float *dst = out + r * ldo;
+    for (int64_t c = 0; c < dp; c++) dst[c] = s->o[r * dp + c] / l * h->fs[c] + h->v_mean[c];
+    lsum[r] = l, m[r] = s->state[r].m;
+  }
+}
+
+void svg_sage_interval(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, int64_t step, const int64_t *vis,
+                       float *out, int64_t ldo, float *lsum, float *m) {
+  for (int64_t r0 = 0; r0 < rows; r0 += SAGE_BQ) {
+    const int64_t n = rows - r0 < SAGE_BQ ? rows - r0 : SAGE_BQ;
+    chunk(h, row0 + r0, n, first, step, vis + r0, out + r0 * ldo, ldo, lsum + r0, m + r0);
+  }
+}
