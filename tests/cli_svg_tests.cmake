@@ -9,6 +9,8 @@ sparq_cli_test(svg_case_sage 0 ARGS attn --variant svg --inner sage_cpu --case m
   STDOUT_REGEX "vs dense FP32.*CosSim 0\\.99[0-9]+.*inner sage_cpu")
 sparq_cli_test(svg_case_text_last 0 ARGS attn --variant svg --case temporal --frames 4 --frame-tokens 128
   --text-tokens 16 --text last --sink parity --shape 2,2,32 --reps 1 STDOUT_REGEX "batch 1 head 1: temporal")
+sparq_cli_test(svg_warmup_dense 0 ARGS attn --variant svg --case mixed --frames 4 --frame-tokens 128 --shape 1,2,32
+  --layer 0 --n-layers 40 --warmup-layers 0.025 --reps 1 STDOUT_REGEX "batch 0 head 1: dense.*0 spatial, 0 temporal, 2 dense heads")
 sparq_cli_test(svg_missing_frames 2 ARGS attn --variant svg --case mixed STDERR_REGEX "needs --frames F and --frame-tokens P")
 sparq_cli_test(svg_bad_sink 2 ARGS attn --variant svg --case mixed --frames 2 --frame-tokens 8 --sink sometimes
   STDERR_REGEX "--sink must be one of off\\|parity\\|frame0")

@@ -436,6 +436,48 @@ static void test_sage_threads_bit_identical(void **state) {
   }
 }
 
+
+/* Dense warm-up: layer < floor(lambda n_layers) or step < floor(tau n_steps)
+ * runs every head dense, exactly as forcing them dense does. */
+static void test_dense_warmup(void **state) {
+  (void)state;
+  sparq_svg_options o = sparq_svg_options_default(4, 128);
+  o.warmup_layers = 0.25, o.n_layers = 8; /* layers 0 and 1 */
+  o.warmup_steps = 0.2, o.n_steps = 50;   /* steps 0..9 */
+  o.layer = 1, o.step = 30;
+  assert_true(sparq_svg_in_warmup(&o));
+  o.layer = 2;
+  assert_false(sparq_svg_in_warmup(&o));
+  o.step = 9;
+  assert_true(sparq_svg_in_warmup(&o));
+  o.step = 10;
+  assert_false(sparq_svg_in_warmup(&o));
+
+  const int64_t H = 2, d = 32, S = 512;
+  const size_t n = (size_t)(H * S * d);
+  float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
+  float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+  assert_int_equal(sparq_svg_make_case(2, 1, H, d, &o, 3, q, k, v, NULL), SPARQ_OK);
+  sparq_svg_stats st;
+  o.layer = 0;
+  assert_int_equal(sparq_svg_attention(q, k, v, a, 1, H, d, &o, NULL, &st), SPARQ_OK);
+  assert_int_equal(st.dense_heads, H);
+  assert_true(st.profile_seconds == 0.0 || st.spatial_heads + st.temporal_heads == 0);
+  sparq_svg_head dense[2] = {SPARQ_SVG_DENSE, SPARQ_SVG_DENSE};
+  sparq_svg_options forced = o;
+  forced.warmup_layers = 0, forced.warmup_steps = 0, forced.force = dense;
+  assert_int_equal(sparq_svg_attention(q, k, v, b, 1, H, d, &forced, NULL, NULL), SPARQ_OK);
+  assert_memory_equal(a, b, n * sizeof(float));
+  o.layer = 5, o.step = 20;
+  assert_int_equal(sparq_svg_attention(q, k, v, a, 1, H, d, &o, NULL, &st), SPARQ_OK);
+  assert_int_equal(st.dense_heads, 0);
+  o.warmup_layers = 1.5;
+  assert_int_equal(sparq_svg_attention(q, k, v, a, 1, H, d, &o, NULL, NULL), SPARQ_ERR_ARG);
+  o.warmup_layers = 0.1, o.n_layers = 0;
+  assert_int_equal(sparq_svg_attention(q, k, v, a, 1, H, d, &o, NULL, NULL), SPARQ_ERR_ARG);
+  free(q), free(k), free(v), free(a), free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_band_matches_reference), cmocka_unit_test(test_band_awkward),
@@ -444,6 +486,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),            cmocka_unit_test(test_bench_row),
       cmocka_unit_test(test_sage_matches_reference), cmocka_unit_test(test_sage_awkward),
       cmocka_unit_test(test_sage_full_band_is_dense_sage), cmocka_unit_test(test_sage_threads_bit_identical),
+      cmocka_unit_test(test_dense_warmup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,7 +55,17 @@ typedef struct sparq_svg_options {
   sparq_attn_variant inner; /* SPARQ_ATTN_FLASH_F32 (default) or SPARQ_ATTN_SAGE_CPU */
   uint64_t seed;        /* the profiling rows' draw */
   const sparq_svg_head *force; /* optional [B, H]: skip profiling and use these decisions */
+  /* Dense warm-up (spec §3): the whole call runs dense (every head
+   * SPARQ_SVG_DENSE, no profiling) when layer < floor(warmup_layers n_layers)
+   * or step < floor(warmup_steps n_steps). Defaults 0: never. layer and step
+   * count from 0; n_layers, n_steps >= 1 when the fractions are used. */
+  int64_t layer, n_layers, step, n_steps;
+  double warmup_layers;  /* lambda in [0, 1] (reference CogVideoX 0.025) */
+  double warmup_steps;   /* tau in [0, 1] (reference CogVideoX I2V 0.2) */
 } sparq_svg_options;
+
+/* Whether this call falls in the dense warm-up (see the fields above). */
+bool sparq_svg_in_warmup(const sparq_svg_options *opts);
 
 /* F, P as given; L 0, no text, rho 0.25, Bs 64, strict width, t 32, no sink,
  * flash_f32 inside, seed 0, no forcing. */

@@ -15,8 +15,8 @@
 
 typedef struct svg_args {
   const char *q, *k, *v, *out, *variant, *text, *sink, *inner, *case_name, *shape;
-  int64_t frames, frame_tokens, text_tokens, block, profile_rows, seed, reps;
-  double budget;
+  int64_t frames, frame_tokens, text_tokens, block, profile_rows, seed, reps, layer, n_layers, step, n_steps;
+  double budget, warmup_layers, warmup_steps;
   bool inclusive;
 } svg_args;
 
@@ -41,6 +41,8 @@ static int build(const svg_args *a, sparq_svg_options *o) {
                                                       : SPARQ_SVG_SINK_OFF;
   if (a->inner && !strcmp(a->inner, "sage_cpu")) o->inner = SPARQ_ATTN_SAGE_CPU;
   o->seed = (uint64_t)a->seed;
+  o->layer = a->layer, o->n_layers = a->n_layers, o->step = a->step, o->n_steps = a->n_steps;
+  o->warmup_layers = a->warmup_layers, o->warmup_steps = a->warmup_steps;
   return CLI_OK;
 }
 
@@ -144,6 +146,12 @@ int cli_attn_svg(int argc, char **argv) {
       {"reps", CLI_INT, &a.reps, 1, 1000, NULL},
       {"case", CLI_CHOICE, &a.case_name, 0, 0, "spatial|temporal|mixed"},
       {"shape", CLI_STRING, &a.shape, 0, 0, NULL},
+      {"layer", CLI_INT, &a.layer, 0, 1 << 20, NULL},
+      {"n-layers", CLI_INT, &a.n_layers, 1, 1 << 20, NULL},
+      {"step", CLI_INT, &a.step, 0, 1 << 20, NULL},
+      {"n-steps", CLI_INT, &a.n_steps, 1, 1 << 20, NULL},
+      {"warmup-layers", CLI_DOUBLE, &a.warmup_layers, 0, 1, NULL},
+      {"warmup-steps", CLI_DOUBLE, &a.warmup_steps, 0, 1, NULL},
   };
   int rc = cli_parse("attn", argc, argv, 1, opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, NULL);
   if (rc) return rc;

@@ -87,7 +87,9 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
 
   /* 1. decisions */
   const double t0 = sparq_now();
-  if (opts->force) {
+  if (sparq_svg_in_warmup(opts)) {
+    for (int64_t i = 0; i < heads; i++) dec[i] = SPARQ_SVG_DENSE;
+  } else if (opts->force) {
     memcpy(dec, opts->force, (size_t)heads * sizeof *dec);
   } else {
     const size_t pf = (svg_profile_scratch_floats(&g, opts->profile_rows, d) + 15) / 16 * 16;

@@ -57,6 +57,13 @@ sparq_status svg_check_options(const sparq_svg_options *o, const char *where) {
     return sparq_fail(SPARQ_ERR_ARG, "%s: profile_rows %lld must be >= 1", where, (long long)o->profile_rows);
   if (o->sink != SPARQ_SVG_SINK_OFF && o->sink != SPARQ_SVG_SINK_PARITY && o->sink != SPARQ_SVG_SINK_FRAME0)
     return sparq_fail(SPARQ_ERR_ARG, "%s: unknown sink %d (off 0, parity 1, frame0 2)", where, (int)o->sink);
+  if (!(o->warmup_layers >= 0.0 && o->warmup_layers <= 1.0) || !(o->warmup_steps >= 0.0 && o->warmup_steps <= 1.0))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: warmup_layers %g and warmup_steps %g must be in [0, 1]", where,
+                      o->warmup_layers, o->warmup_steps);
+  if ((o->warmup_layers > 0 && (o->n_layers < 1 || o->layer < 0)) ||
+      (o->warmup_steps > 0 && (o->n_steps < 1 || o->step < 0)))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: a dense warm-up needs layer >= 0 of n_layers >= 1 (or step of n_steps)",
+                      where);
   if (o->inner != SPARQ_ATTN_FLASH_F32 && o->inner != SPARQ_ATTN_SAGE_CPU)
     return sparq_fail(SPARQ_ERR_ARG, "%s: inner variant %s (%d) is not supported (flash_f32 or sage_cpu)", where,
                       sparq_attn_variant_name(o->inner), (int)o->inner);
@@ -187,4 +194,11 @@ int64_t svg_visible_pairs(const svg_geom *g, sparq_svg_head head) {
     n += svg_keys_count(&keys);
   }
   return n;
+}
+
+bool sparq_svg_in_warmup(const sparq_svg_options *o) {
+  if (!o) return false;
+  if (o->warmup_layers > 0 && o->n_layers >= 1 && o->layer < (int64_t)floor(o->warmup_layers * (double)o->n_layers))
+    return true;
+  return o->warmup_steps > 0 && o->n_steps >= 1 && o->step < (int64_t)floor(o->warmup_steps * (double)o->n_steps);
 }
