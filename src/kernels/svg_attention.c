@@ -168,9 +168,18 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
       goto done;
     }
   }
+  /* Few heads: split each into parts so every thread has work (rows are
+   * independent, so the split never changes the bits). */
+  const int64_t parts = heads >= 2 * threads ? 1 : (2 * threads + heads - 1) / heads;
+  int64_t *part_entries = sparq_calloc((size_t)(heads * parts), sizeof *part_entries, "SVG entries");
+  if (!part_entries) {
+    st = SPARQ_ERR_NOMEM;
+    goto done;
+  }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < heads; bh++) {
+  for (int64_t item = 0; item < heads * parts; item++) {
     sparq_thread_set_ftz();
+    const int64_t bh = item / parts, part = item % parts;
     const svg_band_geom bg = svg_band_geom_make(&g, dec[bh], dp);
     float *scr = kscr + (size_t)omp_get_thread_num() * kf;
     const float *hq, *hk, *hv;
@@ -188,8 +197,13 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
       svg_sage_prepare(&sh, &sage_call, &bg, hq, hk, hv, sscr + (size_t)omp_get_thread_num() * sf);
       shp = &sh;
     }
-    entries[bh] = svg_band_head_inner(&bg, hq, hk, hv, ho, ld, scale, scr, shp);
+    part_entries[item] = svg_band_head_part(&bg, hq, hk, hv, ho, ld, scale, scr, shp, part, parts);
   }
+  for (int64_t bh = 0; bh < heads; bh++) {
+    entries[bh] = 0;
+    for (int64_t p = 0; p < parts; p++) entries[bh] += part_entries[bh * parts + p];
+  }
+  sparq_free(part_entries);
   const double t3 = sparq_now();
   if (ncopy > 0) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)

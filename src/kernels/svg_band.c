@@ -299,6 +299,17 @@ int64_t svg_band_head(const svg_band_geom *g, const float *q, const float *k, co
 
 int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
                             int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage) {
+  return svg_band_head_part(g, q, k, v, o, ld, sm_scale, scratch, sage, 0, 1);
+}
+
+/* Query block b of the head in [first, last): text blocks come first. */
+static bool block_in_part(int64_t b, int64_t blocks, int64_t part, int64_t parts) {
+  return b >= blocks * part / parts && b < blocks * (part + 1) / parts;
+}
+
+int64_t svg_band_head_part(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
+                           int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage, int64_t part,
+                           int64_t parts) {
   band_scratch s;
   carve(g, scratch, &s);
   band_ctx c = {.g = g,
@@ -316,12 +327,16 @@ int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float 
   int64_t entries = 0;
   if (g->head == SPARQ_SVG_DENSE) { /* one interval [0, S): flash_f32 itself */
     if (!sage) pack_keys(c.pack, k, ld, g->S, dp, s.ktv);
+    const int64_t blocks = (g->S + FLASH_BQ - 1) / FLASH_BQ;
+    int64_t kept = 0;
     for (int64_t row0 = 0; row0 < g->S; row0 += FLASH_BQ) {
+      if (!block_in_part(row0 / FLASH_BQ, blocks, part, parts)) continue;
       const int64_t rows = g->S - row0 < FLASH_BQ ? g->S - row0 : FLASH_BQ;
+      kept += rows * g->S;
       for (int64_t r = 0; r < rows; r++) s.vis[3][r] = g->S;
       run_interval(&c, 3, row0, rows, 0, 1, s.ktv, v, ld, o + row0 * ld, ld);
     }
-    return g->S * g->S;
+    return kept;
   }
   if (!sage) pack_keys(c.pack, k + g->video0 * ld, ld, g->Sv, dp, s.ktv);
   if (g->L > 0 && !sage) pack_keys(c.pack, k + g->text0 * ld, ld, g->L, dp, s.ktt);
@@ -330,9 +345,13 @@ int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float 
     pack_keys(c.pack, k0, g->F * ld, g->P, dp, s.ktg);
     pack_keys(c.pack, k0 + (g->P - 1) * g->F * ld, -g->F * ld, g->P, dp, s.ktgr);
   }
+  const int64_t text_blocks = (g->L + FLASH_BQ - 1) / FLASH_BQ;
+  const int64_t blocks = text_blocks + (g->Sv + FLASH_BQ - 1) / FLASH_BQ;
   for (int64_t row0 = 0; row0 < g->L; row0 += FLASH_BQ)
-    entries += text_block(&c, g->text0 + row0, g->L - row0 < FLASH_BQ ? g->L - row0 : FLASH_BQ);
+    if (block_in_part(row0 / FLASH_BQ, blocks, part, parts))
+      entries += text_block(&c, g->text0 + row0, g->L - row0 < FLASH_BQ ? g->L - row0 : FLASH_BQ);
   for (int64_t y0 = 0; y0 < g->Sv; y0 += FLASH_BQ)
-    entries += video_block(&c, y0, g->Sv - y0 < FLASH_BQ ? g->Sv - y0 : FLASH_BQ);
+    if (block_in_part(text_blocks + y0 / FLASH_BQ, blocks, part, parts))
+      entries += video_block(&c, y0, g->Sv - y0 < FLASH_BQ ? g->Sv - y0 : FLASH_BQ);
   return entries;
 }

@@ -53,4 +53,13 @@ struct svg_sage_head;
 int64_t svg_band_head_inner(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
                             int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage);
 
+/* Part `part` of `parts` of svg_band_head_inner: the query blocks with
+ * index in [blocks part / parts, blocks (part + 1) / parts) (text blocks
+ * first), so several threads can share a head; returns that part's kept
+ * entries. Rows do not depend on each other, so any split gives the same
+ * bits. */
+int64_t svg_band_head_part(const svg_band_geom *g, const float *q, const float *k, const float *v, float *o,
+                           int64_t ld, float sm_scale, float *scratch, struct svg_sage_head *sage, int64_t part,
+                           int64_t parts);
+
 #endif
