@@ -38,6 +38,7 @@ bench: build
 	./$(BUILD)/sparq bench vnm
 	./$(BUILD)/sparq bench attn
 	./$(BUILD)/sparq bench train
+	./$(BUILD)/sparq bench svg
 
 # libFuzzer targets need clang; each runs FUZZ_SECONDS seconds seeded with the
 # committed fixtures, and the script prints the execution counts.

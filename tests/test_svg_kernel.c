@@ -482,6 +482,8 @@ static void test_dense_warmup(void **state) {
   o.warmup_layers = 0.1, o.n_layers = 0;
   assert_int_equal(sparq_svg_attention(q, k, v, a, 1, H, d, &o, NULL, NULL), SPARQ_ERR_ARG);
   free(q), free(k), free(v), free(a), free(b);
+  sparq_svg_release_scratch();
+  sparq_svg_release_scratch(); /* twice is fine */
 }
 
 int main(void) {

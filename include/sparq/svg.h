@@ -107,6 +107,13 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
                                  int64_t d, const sparq_svg_options *opts, sparq_svg_head *decisions,
                                  sparq_svg_stats *stats);
 
+/* sparq_svg_attention keeps its scratch (a few MB, for profiling, the
+ * permuted copies and the kernels) per calling thread between calls, so a
+ * model calling it once per layer and step does not page-fault fresh blocks
+ * every time. This frees the calling thread's blocks (call it before a
+ * thread that used SVG exits, or to return the memory). */
+void sparq_svg_release_scratch(void);
+
 /* Generated heads with a planted structure (spec §8 test 5), [B, H, S, d]:
  * `kind` 0 = all spatial (Q/K share a frame code), 1 = all temporal (Q/K
  * share a raster-position code), 2 = mixed (head h is temporal when h is
