@@ -34,7 +34,7 @@ int cli_demo_lm(const char *out) {
   snprintf(png, sizeof png, "%s/loss.png", dir);
   cli_lm_flags f = cli_lm_flags_default();
   f.layers = 4, f.heads = 4, f.dim = 128, f.seq = 64, f.batch = 16;
-  f.steps = 450, f.warmup = 30, f.lr = 2e-3, f.eval_every = 150, f.eval_batches = 8, f.ckpt_every = 0;
+  f.steps = 1500, f.warmup = 100, f.lr = 2e-3, f.eval_every = 250, f.eval_batches = 8, f.ckpt_every = 0;
   f.out = dir;
   sparq_train_result res;
   int rc = cli_train_lm_run(&f, &res, false);
