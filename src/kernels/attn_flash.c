@@ -37,9 +37,7 @@ flash_pack_fn flash_pick_pack(void) {
   return flash_pack_t;
 }
 
-typedef void (*item_fn)(const flash_item *it);
-
-static item_fn pick_kernel(void) {
+flash_item_fn flash_pick_item(void) {
 #ifdef SPARQ_HAVE_X86_SIMD
   switch (sparq_isa_active()) {
     case SPARQ_ISA_AVX512: return flash_item_run_avx512;
@@ -111,7 +109,7 @@ static void plan_prefetch(const attn_problem *p, int64_t runs, int64_t x, int64_
 }
 
 /* Query block [q0, q0 + FLASH_BQ) of head (b, h). */
-static void run_block(const attn_problem *p, item_fn kernel, flash_pack_fn pack, flash_scratch *s, int64_t b,
+static void run_block(const attn_problem *p, flash_item_fn kernel, flash_pack_fn pack, flash_scratch *s, int64_t b,
                       int64_t h, int64_t q0, flash_prefetch *pf) {
   const int64_t dp = p->dp, hk = attn_kv_head(p, h);
   const attn_strides sq = attn_q_strides(p), sk = attn_k_strides(p);
@@ -170,7 +168,7 @@ sparq_status attn_forward_flash_f32(const attn_problem *p) {
   const int threads = omp_get_max_threads();
   float *scratch = sparq_alloc((size_t)threads * scratch_floats(dp, nkb) * sizeof(float), "flash_f32 scratch");
   if (!scratch) return SPARQ_ERR_NOMEM;
-  const item_fn kernel = pick_kernel();
+  const flash_item_fn kernel = flash_pick_item();
   const flash_pack_fn pack = flash_pick_pack();
   /* Whole heads when there are enough of them (each packs its K^T once);
    * else heads cut into runs of query blocks, about 8 items per thread, so

@@ -216,4 +216,8 @@ void flash_pack_t_avx512(const float *x, int64_t ld, int64_t n, int64_t dp, floa
 #endif
 flash_pack_fn flash_pick_pack(void);
 
+/* The forward item kernel for the active ISA (AVX-512, AVX2 or scalar). */
+typedef void (*flash_item_fn)(const flash_item *it);
+flash_item_fn flash_pick_item(void);
+
 #endif

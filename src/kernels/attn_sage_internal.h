@@ -429,6 +429,9 @@ typedef struct sage_kernels {
 /* The kernels attn_forward_sage picks for cfg (also used by Sparse
  * VideoGen's Sage inner path, svg_sage.c). */
 sage_kernels sage_pick_kernels(const sage_config *cfg);
+/* The P tile format a config's PV path uses, and its bytes per element. */
+sage_p_format sage_p_format_of(const sage_config *cfg);
+size_t sage_p_bytes(sage_p_format f);
 
 typedef struct sage_run {
   const attn_problem *p;

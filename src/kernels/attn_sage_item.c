@@ -31,7 +31,7 @@ sage_scratch sage_scratch_at(unsigned char *base, int64_t dp) {
   return s;
 }
 
-static sage_p_format p_format(const sage_config *cfg) {
+sage_p_format sage_p_format_of(const sage_config *cfg) {
   switch (cfg->round) {
     case SAGE_ROUND_BF16: return SAGE_P_BF16;
     case SAGE_ROUND_F16: return SAGE_P_F16;
@@ -40,7 +40,7 @@ static sage_p_format p_format(const sage_config *cfg) {
   }
 }
 
-static size_t p_bytes(sage_p_format f) { return f == SAGE_P_F32 ? 4 : f == SAGE_P_U8 ? 1 : 2; }
+size_t sage_p_bytes(sage_p_format f) { return f == SAGE_P_F32 ? 4 : f == SAGE_P_U8 ? 1 : 2; }
 
 /* PV of key block kb for rows4 rows: R = P-hat V-hat into O per the
  * accumulation mode (spec §2.6). */
@@ -75,7 +75,7 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
   for (int64_t r = 0; r < rows4; r++) s->state[r].m = -INFINITY, s->state[r].l = 0.0f;
   memset(s->o, 0, (size_t)(rows4 * dp) * sizeof(float));
 
-  const sage_p_format fmt = p_format(cfg);
+  const sage_p_format fmt = sage_p_format_of(cfg);
   const float u8_scale = cfg->round == SAGE_ROUND_U8 ? 255.0f / exp2f(cfg->sigma) : 0.0f;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const int64_t key0 = kb * SAGE_BK;
@@ -100,7 +100,7 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
       t.sigma = cfg->sigma;
       t.fmt = fmt;
       t.u8_scale = u8_scale;
-      t.p = (char *)s->p + (size_t)rt * SAGE_BK * p_bytes(fmt);
+      t.p = (char *)s->p + (size_t)rt * SAGE_BK * sage_p_bytes(fmt);
       t.state = s->state + rt;
       t.alpha = s->alpha + rt;
       run->k.qk(&t);

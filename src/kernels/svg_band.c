@@ -89,18 +89,6 @@ size_t svg_band_scratch_floats(const svg_band_geom *g) {
   return carve(g, NULL, &s);
 }
 
-typedef void (*item_fn)(const flash_item *it);
-
-static item_fn pick_kernel(void) {
-#ifdef SPARQ_HAVE_X86_SIMD
-  switch (sparq_isa_active()) {
-    case SPARQ_ISA_AVX512: return flash_item_run_avx512;
-    case SPARQ_ISA_AVX2: return flash_item_run_avx2;
-    default: break;
-  }
-#endif
-  return flash_item_run_scalar;
-}
 
 /* Packs n keys starting at row x (rows x + j * ld, ld may be negative) as
  * K^T blocks into kt. */
@@ -117,7 +105,7 @@ typedef struct band_ctx {
   float *o;
   int64_t ld;
   float qscale;
-  item_fn kernel;
+  flash_item_fn kernel;
   flash_pack_fn pack;
   band_scratch *s;
   svg_sage_head *sage; /* non-NULL: the Sage inner path runs the intervals (svg_sage.h) */
@@ -319,7 +307,7 @@ int64_t svg_band_head_part(const svg_band_geom *g, const float *q, const float *
                 .o = o,
                 .ld = ld,
                 .qscale = sm_scale * FLASH_LOG2E,
-                .kernel = pick_kernel(),
+                .kernel = flash_pick_item(),
                 .pack = flash_pick_pack(),
                 .s = &s,
                 .sage = sage};

@@ -213,16 +213,6 @@ static const svg_sage_seq *find_seq(svg_sage_head *h, int64_t first, int64_t ste
   return &h->slot;
 }
 
-static sage_p_format p_format(const sage_config *cfg) {
-  switch (cfg->round) {
-    case SAGE_ROUND_BF16: return SAGE_P_BF16;
-    case SAGE_ROUND_F16: return SAGE_P_F16;
-    case SAGE_ROUND_U8: return SAGE_P_U8;
-    default: return cfg->pv == SAGE_PV_BF16 ? SAGE_P_E4M3_BF16 : SAGE_P_E4M3_F16;
-  }
-}
-
-static size_t p_bytes(sage_p_format f) { return f == SAGE_P_F32 ? 4 : f == SAGE_P_U8 ? 1 : 2; }
 
 /* Rows [row0, row0 + rows), rows <= SAGE_BQ: sage_run_item's loop over the
  * key blocks of the sequence with each row's prefix as its mask. */
@@ -242,7 +232,7 @@ static void chunk(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, i
   const svg_sage_seq *seq = find_seq(h, first, step, nmax, &off);
   for (int64_t r = 0; r < rows4; r++) s->state[r].m = -INFINITY, s->state[r].l = 0.0f;
   memset(s->o, 0, (size_t)(rows4 * dp) * sizeof(float));
-  const sage_p_format fmt = p_format(cfg);
+  const sage_p_format fmt = sage_p_format_of(cfg);
   const float u8_scale = cfg->round == SAGE_ROUND_U8 ? 255.0f / exp2f(cfg->sigma) : 0.0f;
   const int64_t nkb = cdiv(nmax, SAGE_BK);
   /* A tile of 4 rows none of which sees key block kb skips it: for such a
@@ -279,7 +269,7 @@ static void chunk(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, i
         t.sigma = cfg->sigma;
         t.fmt = fmt;
         t.u8_scale = u8_scale;
-        t.p = (char *)s->p + (size_t)rt * SAGE_BK * p_bytes(fmt);
+        t.p = (char *)s->p + (size_t)rt * SAGE_BK * sage_p_bytes(fmt);
         t.state = s->state + rt;
         t.alpha = s->alpha + rt;
         call->k.qk(&t);
@@ -288,7 +278,7 @@ static void chunk(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, i
       if (run0 < 0) continue;
       /* PV of tiles [run0, rt) */
       const int64_t n = rt - run0;
-      const void *p = (const char *)s->p + (size_t)run0 * SAGE_BK * p_bytes(fmt);
+      const void *p = (const char *)s->p + (size_t)run0 * SAGE_BK * sage_p_bytes(fmt);
       float *o = s->o + run0 * dp;
       const float *alpha = s->alpha + run0;
       switch (cfg->pv) {
