@@ -107,27 +107,33 @@ static void test_band_matches_reference(void **state) {
 
 /* Bands that are not multiples of 64 (split points inside a block, the
  * halving path for a band narrower than a query block), inclusive widths,
- * empty bands (text and sink only), odd sizes. */
+ * empty bands (text and sink only), odd sizes: shared by the FP32 and the
+ * Sage tests. */
+static const struct awkward {
+  int64_t F, P, L;
+  int text;
+  double rho;
+  int64_t block;
+  bool incl;
+  int sink;
+} awkward_cases[] = {
+    {8, 64, 0, 0, 0.25, 16, false, 1}, {8, 64, 0, 0, 0.1, 8, true, 2},   {5, 37, 0, 0, 0.3, 1, false, 0},
+    {3, 50, 13, 1, 0.4, 32, true, 1},  {6, 33, 21, 2, 0.2, 16, false, 2}, {8, 64, 48, 1, 0.1, 64, false, 1},
+    {7, 45, 0, 0, 0.05, 1, false, 2},  {2, 200, 0, 0, 0.6, 64, true, 2},  {16, 16, 9, 2, 0.9, 64, false, 0},
+};
+enum { AWKWARD_CASES = sizeof awkward_cases / sizeof awkward_cases[0] };
+
+static sparq_svg_options awkward_options(size_t i) {
+  const struct awkward *c = &awkward_cases[i];
+  sparq_svg_options o = sparq_svg_options_default(c->F, c->P);
+  o.text_tokens = c->L, o.text = (sparq_svg_text)c->text;
+  o.budget = c->rho, o.block = c->block, o.inclusive_width = c->incl, o.sink = (sparq_svg_sink)c->sink;
+  return o;
+}
+
 static void test_band_awkward(void **state) {
   (void)state;
-  struct {
-    int64_t F, P, L;
-    int text;
-    double rho;
-    int64_t block;
-    bool incl;
-    int sink;
-  } c[] = {
-      {8, 64, 0, 0, 0.25, 16, false, 1},  {8, 64, 0, 0, 0.1, 8, true, 2},   {5, 37, 0, 0, 0.3, 1, false, 0},
-      {3, 50, 13, 1, 0.4, 32, true, 1},   {6, 33, 21, 2, 0.2, 16, false, 2}, {8, 64, 48, 1, 0.1, 64, false, 1},
-      {7, 45, 0, 0, 0.05, 1, false, 2},   {2, 200, 0, 0, 0.6, 64, true, 2},  {16, 16, 9, 2, 0.9, 64, false, 0},
-  };
-  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
-    sparq_svg_options o = sparq_svg_options_default(c[i].F, c[i].P);
-    o.text_tokens = c[i].L, o.text = (sparq_svg_text)c[i].text;
-    o.budget = c[i].rho, o.block = c[i].block, o.inclusive_width = c[i].incl, o.sink = (sparq_svg_sink)c[i].sink;
-    check_against_ref(o, 2, i % 2 ? 40 : 64, BOTH, 200 + i);
-  }
+  for (size_t i = 0; i < AWKWARD_CASES; i++) check_against_ref(awkward_options(i), 2, i % 2 ? 40 : 64, BOTH, 200 + i);
 }
 
 /* rho = 1 without text (with text, rho' = rho - 2 L / S < 1 leaves a
@@ -340,28 +346,11 @@ static void test_sage_matches_reference(void **state) {
       }
 }
 
-/* The awkward geometries of test_band_awkward (unaligned split points, the
- * halving path, inclusive widths, empty bands, odd sizes) on the Sage path. */
+/* The awkward geometries on the Sage path. */
 static void test_sage_awkward(void **state) {
   (void)state;
-  struct {
-    int64_t F, P, L;
-    int text;
-    double rho;
-    int64_t block;
-    bool incl;
-    int sink;
-  } c[] = {
-      {8, 64, 0, 0, 0.25, 16, false, 1}, {8, 64, 0, 0, 0.1, 8, true, 2},   {5, 37, 0, 0, 0.3, 1, false, 0},
-      {3, 50, 13, 1, 0.4, 32, true, 1},  {6, 33, 21, 2, 0.2, 16, false, 2}, {8, 64, 48, 1, 0.1, 64, false, 1},
-      {7, 45, 0, 0, 0.05, 1, false, 2},  {2, 200, 0, 0, 0.6, 64, true, 2},  {16, 16, 9, 2, 0.9, 64, false, 0},
-  };
-  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
-    sparq_svg_options o = sparq_svg_options_default(c[i].F, c[i].P);
-    o.text_tokens = c[i].L, o.text = (sparq_svg_text)c[i].text;
-    o.budget = c[i].rho, o.block = c[i].block, o.inclusive_width = c[i].incl, o.sink = (sparq_svg_sink)c[i].sink;
-    sage_against_ref(o, 2, i % 2 ? 40 : 64, BOTH, i % 3 == 0, 900 + i);
-  }
+  for (size_t i = 0; i < AWKWARD_CASES; i++)
+    sage_against_ref(awkward_options(i), 2, i % 2 ? 40 : 64, BOTH, i % 3 == 0, 900 + i);
 }
 
 /* Dense sage_cpu through sparq_attention, [1, H, S, d] HND. */

@@ -64,7 +64,8 @@ static inline void gelu_core(double x, double *phi, double *gauss) {
   *gauss = e;
 }
 
-void nn_gelu_forward_portable(float *out, const float *inp, size_t n) {
+void nn_gelu_forward_portable(float *out, const float *inp, const float *unused, size_t n) {
+  (void)unused;
   for (size_t i = 0; i < n; i++) {
     const float xf = inp[i];
     if (fabsf(xf) > NN_GELU_BIG) {
@@ -94,39 +95,18 @@ void nn_gelu_backward_portable(float *dinp, const float *inp, const float *dout,
 
 /* ------------------------------------------------------------- dispatch */
 
-typedef void (*fwd_fn)(float *, const float *, size_t);
-typedef void (*bwd_fn)(float *, const float *, const float *, size_t);
-
 void sparq_nn_gelu_forward(float *out, const float *inp, size_t n) {
-  fwd_fn k = nn_gelu_forward_portable;
+  nn_map_fn k = nn_gelu_forward_portable;
 #ifdef SPARQ_HAVE_X86_SIMD
   if (sparq_isa_active() >= SPARQ_ISA_AVX512) k = nn_gelu_forward_avx512;
 #endif
-  const int64_t chunks = (int64_t)((n + NN_CHUNK - 1) / NN_CHUNK);
-#pragma omp parallel if (n >= NN_PAR_MIN)
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; c++) {
-      const size_t i0 = (size_t)c * NN_CHUNK, len = n - i0 < NN_CHUNK ? n - i0 : NN_CHUNK;
-      k(out + i0, inp + i0, len);
-    }
-  }
+  nn_map_chunks(k, out, inp, NULL, n);
 }
 
 void sparq_nn_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-  bwd_fn k = nn_gelu_backward_portable;
+  nn_map_fn k = nn_gelu_backward_portable;
 #ifdef SPARQ_HAVE_X86_SIMD
   if (sparq_isa_active() >= SPARQ_ISA_AVX512) k = nn_gelu_backward_avx512;
 #endif
-  const int64_t chunks = (int64_t)((n + NN_CHUNK - 1) / NN_CHUNK);
-#pragma omp parallel if (n >= NN_PAR_MIN)
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; c++) {
-      const size_t i0 = (size_t)c * NN_CHUNK, len = n - i0 < NN_CHUNK ? n - i0 : NN_CHUNK;
-      k(dinp + i0, inp + i0, dout + i0, len);
-    }
-  }
+  nn_map_chunks(k, dinp, inp, dout, n);
 }

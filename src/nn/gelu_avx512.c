@@ -127,7 +127,8 @@ TARGET INLINE void gelu_bwd(const float *inp, const float *dout, float *dinp, ui
   }
 }
 
-TARGET void nn_gelu_forward_avx512(float *out, const float *inp, size_t n) {
+TARGET void nn_gelu_forward_avx512(float *out, const float *inp, const float *unused, size_t n) {
+  (void)unused;
   size_t i = 0;
   for (; i + 16 * GELU_U <= n; i += 16 * GELU_U) gelu_fwd(inp + i, out + i, FULL);
   if (i < n) gelu_fwd(inp + i, out + i, (UINT64_C(1) << (n - i)) - 1);

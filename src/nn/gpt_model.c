@@ -202,15 +202,20 @@ sparq_status sparq_gpt_create(const sparq_gpt_config *cfg, uint64_t seed, sparq_
   return SPARQ_OK;
 }
 
+/* The activation buffers gpt_reserve allocates together. */
+static void free_buffers(float *arena, float **residual, gpt_block_acts *acts, int32_t *tokens, int32_t *targets) {
+  sparq_free(arena);
+  sparq_free(residual);
+  sparq_free(acts);
+  sparq_free(tokens);
+  sparq_free(targets);
+}
+
 void sparq_gpt_free(sparq_gpt *g) {
   if (!g) return;
   sparq_params_free(&g->params);
   sparq_free(g->blocks);
-  sparq_free(g->arena);
-  sparq_free(g->residual);
-  sparq_free(g->acts);
-  sparq_free(g->tokens);
-  sparq_free(g->targets);
+  free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
   sparq_free(g);
 }
 
@@ -249,11 +254,7 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   int32_t *tokens = sparq_alloc(N * sizeof(int32_t), "GPT tokens");
   int32_t *targets = sparq_alloc(N * sizeof(int32_t), "GPT targets");
   if (!arena || !residual || !acts || !tokens || !targets) {
-    sparq_free(arena);
-    sparq_free(residual);
-    sparq_free(acts);
-    sparq_free(tokens);
-    sparq_free(targets);
+    free_buffers(arena, residual, acts, tokens, targets);
     return SPARQ_ERR_NOMEM;
   }
   float *p = arena;
@@ -291,11 +292,7 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->d_logits = TAKE(N * V);
 #undef TAKE
 #undef ROUND16
-  sparq_free(g->arena);
-  sparq_free(g->residual);
-  sparq_free(g->acts);
-  sparq_free(g->tokens);
-  sparq_free(g->targets);
+  free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
   g->arena = arena;
   g->residual = residual;
   g->acts = acts;

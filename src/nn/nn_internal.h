@@ -33,6 +33,15 @@
  * parallel region costs a few microseconds. */
 #define NN_PAR_MIN 32768
 
+/* An elementwise kernel on one chunk: out[0..n) from a[0..n) and b[0..n)
+ * (b unused by one-input maps; out may alias an input where the kernel says). */
+typedef void (*nn_map_fn)(float *out, const float *a, const float *b, size_t n);
+
+/* Runs fn over [0, n) in NN_CHUNK pieces, spread over the OpenMP threads
+ * (FTZ/DAZ set in each) when n >= NN_PAR_MIN. The pieces do not depend on
+ * the thread count, so neither do the results. A NULL input stays NULL. */
+void nn_map_chunks(nn_map_fn fn, float *out, const float *a, const float *b, size_t n);
+
 /* The columns [*c0, *c1) of [0, C) that the calling thread of the current
  * parallel region owns, cut at multiples of 16 so no two threads share a
  * cache line of a 64-byte aligned row. Column sums over rows in row order
@@ -127,10 +136,10 @@ NN_INLINE float nn_row_sum(const float *restrict x, int64_t C) {
 #define NN_GELU_CLAMP 15.0f
 
 /* The kernels behind sparq_nn_gelu_forward / backward on one chunk. */
-void nn_gelu_forward_portable(float *out, const float *inp, size_t n);
+void nn_gelu_forward_portable(float *out, const float *inp, const float *unused, size_t n);
 void nn_gelu_backward_portable(float *dinp, const float *inp, const float *dout, size_t n);
 #ifdef SPARQ_HAVE_X86_SIMD
-void nn_gelu_forward_avx512(float *out, const float *inp, size_t n);
+void nn_gelu_forward_avx512(float *out, const float *inp, const float *unused, size_t n);
 void nn_gelu_backward_avx512(float *dinp, const float *inp, const float *dout, size_t n);
 /* One cross-entropy row: *max = max_c x[c], returns s = sum_c exp(x[c] - max)
  * (in the lane order above) and, when probs != NULL, writes the softmax

@@ -28,30 +28,17 @@ static void residual_chunk(float *out, const float *a, const float *b, size_t n)
     add3(out, a, b, n);
 }
 
+/* dst += src on one chunk (the map kernel of the backward). */
+static void add_chunk(float *dst, const float *src, const float *unused, size_t n) {
+  (void)unused;
+  add_to(dst, src, n);
+}
+
 void sparq_nn_residual_forward(float *out, const float *a, const float *b, size_t n) {
-  const int64_t chunks = (int64_t)((n + NN_CHUNK - 1) / NN_CHUNK);
-#pragma omp parallel if (n >= NN_PAR_MIN)
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; c++) {
-      const size_t i0 = (size_t)c * NN_CHUNK, len = n - i0 < NN_CHUNK ? n - i0 : NN_CHUNK;
-      residual_chunk(out + i0, a + i0, b + i0, len);
-    }
-  }
+  nn_map_chunks(residual_chunk, out, a, b, n);
 }
 
 void sparq_nn_residual_backward(float *da, float *db, const float *dout, size_t n) {
-  if (!da && !db) return;
-  const int64_t chunks = (int64_t)((n + NN_CHUNK - 1) / NN_CHUNK);
-#pragma omp parallel if (n >= NN_PAR_MIN)
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; c++) {
-      const size_t i0 = (size_t)c * NN_CHUNK, len = n - i0 < NN_CHUNK ? n - i0 : NN_CHUNK;
-      if (da) add_to(da + i0, dout + i0, len);
-      if (db) add_to(db + i0, dout + i0, len);
-    }
-  }
+  if (da) nn_map_chunks(add_chunk, da, dout, NULL, n);
+  if (db) nn_map_chunks(add_chunk, db, dout, NULL, n);
 }
