@@ -152,6 +152,18 @@ sparq_status sparq_nn_xent_forward(float *loss, float *probs, const float *logit
 void sparq_nn_xent_backward(float *dlogits, const float *probs, const int32_t *targets, int64_t N, int64_t V,
                             float dloss);
 
+/* SiLU: out = x * sigmoid(x) (PyTorch's nn.SiLU); out may alias inp. */
+void sparq_nn_silu_forward(float *out, const float *inp, size_t n);
+/* dinp += dout * sigmoid(x) (1 + x (1 - sigmoid(x))); x = inp, the forward's input. */
+void sparq_nn_silu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* Sinusoidal embedding of N scalars t[n] into out [N, dim], in DiT's
+ * TimestepEmbedder.timestep_embedding layout (max_period 10000 there):
+ *   out[n, i] = cos(t[n] f_i), out[n, h + i] = sin(t[n] f_i),
+ *   f_i = max_period^(-i / h), h = dim / 2, and out[n, dim - 1] = 0 when
+ * dim is odd. No parameters, so no backward. */
+void sparq_nn_timestep_embedding(float *out, const float *t, int64_t N, int64_t dim, float max_period);
+
 #ifdef __cplusplus
 }
 #endif
