@@ -447,6 +447,35 @@ static double get_lr(int64_t it, double lr, double min_lr, int64_t warmup, int64
   return min_lr + 0.5 * (1.0 + cos(M_PI * ratio)) * (lr - min_lr);
 }
 
+/* A frozen parameter (a fixed buffer such as DiT's pos_embed) is left alone
+ * by AdamW (no decay either), SignGD and clipping, even with a gradient. */
+static void frozen_parameters_are_skipped(void **state) {
+  (void)state;
+  sparq_param_list pl;
+  list_make(&pl, mixed, MIXED_COUNT);
+  fill_params(&pl, 5);
+  fill_grads(&pl, 6, 1, 1.0f);
+  sparq_param *fz = sparq_params_find(&pl, "big.weight");
+  assert_non_null(fz);
+  fz->frozen = true;
+  float *before = malloc(fz->numel * sizeof *before);
+  assert_non_null(before);
+  memcpy(before, fz->data, fz->numel * sizeof *before);
+  sparq_adamw_state st;
+  assert_int_equal(sparq_adamw_init(&st, &pl), SPARQ_OK);
+  sparq_adamw_config cfg = sparq_adamw_config_default();
+  assert_int_equal(sparq_adamw_step(&st, &pl, &cfg, 1e-2f), SPARQ_OK);
+  sparq_signgd_step(&pl, 0.1f, 1e-2f);
+  assert_memory_equal(before, fz->data, fz->numel * sizeof *before);
+  for (size_t i = 0; i < fz->numel; i++) assert_true(st.exp_avg[fz->offset + i] == 0.0f);
+  /* the other parameters did move */
+  const sparq_param *wte = sparq_params_find(&pl, "transformer.wte.weight");
+  assert_true(st.exp_avg[wte->offset] != 0.0f);
+  sparq_adamw_free(&st);
+  free(before);
+  sparq_params_free(&pl);
+}
+
 static void schedule_matches_nanogpt(void **state) {
   (void)state;
   const float lr = 6e-4f, min_lr = 6e-5f;
@@ -583,6 +612,7 @@ int main(void) {
   sparq_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(adamw_matches_pytorch_update),
+      cmocka_unit_test(frozen_parameters_are_skipped),
       cmocka_unit_test(adamw_tiny_case_hard_coded),
       cmocka_unit_test(adamw_bits_do_not_depend_on_threads_or_isa),
       cmocka_unit_test(adamw_padding_stays_zero),

@@ -43,6 +43,8 @@ typedef struct sparq_param {
   float *data;   /* = list->data + offset (NULL before sparq_params_allocate) */
   float *grad;   /* = list->grad + offset */
   bool decay;    /* AdamW weight decay applies: ndim >= 2 (nanoGPT's rule) */
+  bool frozen;   /* not trained (set after sparq_params_add): the optimizers and clipping
+                    skip it, checkpoints still store it (DiT's fixed pos_embed, LoRA's base) */
 } sparq_param;
 
 /* All parameters of a model in one flat buffer (and one flat gradient

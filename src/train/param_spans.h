@@ -24,13 +24,15 @@ static inline void param_spans_block(size_t total, size_t *lo, size_t *hi) {
   *hi = *lo + block < total ? *lo + block : total;
 }
 
-/* The next parameter part inside [lo, hi), starting the search at item *k:
+/* The next part of a trainable (not frozen) parameter inside [lo, hi),
+ * starting the search at item *k:
  * [*s0, *s1) of the flat buffer, belonging to items[*k - 1]. False when
  * there is none left. Use: for (size_t k = 0, s0, s1; param_spans_next(...);) */
 static inline bool param_spans_next(const sparq_param *items, size_t count, size_t lo, size_t hi, size_t *k,
                                     size_t *s0, size_t *s1) {
   while (*k < count && lo < hi) {
     const sparq_param *p = &items[(*k)++];
+    if (p->frozen) continue;
     const size_t a = p->offset > lo ? p->offset : lo;
     const size_t b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
     if (a < b) {
