@@ -476,6 +476,32 @@ static void frozen_parameters_are_skipped(void **state) {
   sparq_params_free(&pl);
 }
 
+static void ema_update_follows_dit(void **state) {
+  (void)state;
+  sparq_param_list pl;
+  list_make(&pl, mixed, MIXED_COUNT);
+  fill_params(&pl, 8);
+  sparq_param *fz = sparq_params_find(&pl, "conv.weight");
+  fz->frozen = true;
+  float *ema = calloc(pl.numel, sizeof *ema), *prev = calloc(pl.numel, sizeof *prev);
+  assert_non_null(ema);
+  assert_non_null(prev);
+  sparq_ema_update(ema, &pl, 0.0f); /* decay 0 copies */
+  assert_memory_equal(ema, pl.data, pl.numel * sizeof *ema);
+  fill_params(&pl, 9);
+  memcpy(prev, ema, pl.numel * sizeof *ema);
+  sparq_ema_update(ema, &pl, 0.75f);
+  for (size_t k = 0; k < pl.count; k++) {
+    const sparq_param *p = &pl.items[k];
+    for (size_t i = p->offset; i < p->offset + p->numel; i++) {
+      const float want = p->frozen ? pl.data[i] : 0.75f * prev[i] + 0.25f * pl.data[i];
+      assert_true(ema[i] == want);
+    }
+  }
+  free(ema), free(prev);
+  sparq_params_free(&pl);
+}
+
 static void schedule_matches_nanogpt(void **state) {
   (void)state;
   const float lr = 6e-4f, min_lr = 6e-5f;
@@ -613,6 +639,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(adamw_matches_pytorch_update),
       cmocka_unit_test(frozen_parameters_are_skipped),
+      cmocka_unit_test(ema_update_follows_dit),
       cmocka_unit_test(adamw_tiny_case_hard_coded),
       cmocka_unit_test(adamw_bits_do_not_depend_on_threads_or_isa),
       cmocka_unit_test(adamw_padding_stays_zero),

@@ -77,7 +77,7 @@ static int read_losses(const char *path, double *out, int max) {
   return n;
 }
 
-static void check_resume(sparq_optim optim, float momentum, float lr, const char *tag) {
+static void check_resume(sparq_optim optim, float momentum, float lr, float ema, const char *tag) {
   size_t n = 20000;
   uint8_t *text = make_text(n);
   char straight[512], split[512], path_a[600], path_b[600];
@@ -87,7 +87,7 @@ static void check_resume(sparq_optim optim, float momentum, float lr, const char
   run r;
   run_open(&r, text, n);
   sparq_train_config c = base_config(straight);
-  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   sparq_train_result res;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
@@ -96,14 +96,14 @@ static void check_resume(sparq_optim optim, float momentum, float lr, const char
   /* 10 steps, stop; a fresh process-like start resumes to 24. */
   run_open(&r, text, n);
   c = base_config(split);
-  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   c.stop_at = 10;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 10);
   run_close(&r);
   run_open(&r, text, n);
   c = base_config(split);
-  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10;
+  c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   c.resume = true;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
@@ -124,6 +124,32 @@ static void check_resume(sparq_optim optim, float momentum, float lr, const char
   assert_int_equal(sa, sb);
   assert_memory_equal(fa, fb, sa);
   free(fa), free(fb);
+  if (ema > 0) {
+    /* the averaged weights resume bit-exactly too, and differ from the weights */
+    snprintf(path_a, sizeof path_a, "%s/ema.safetensors", straight);
+    snprintf(path_b, sizeof path_b, "%s/ema.safetensors", split);
+    fa = test_slurp(path_a, &sa), fb = test_slurp(path_b, &sb);
+    assert_int_equal(sa, sb);
+    assert_memory_equal(fa, fb, sa);
+    free(fa), free(fb);
+    sparq_safetensors *st = NULL;
+    assert_int_equal(sparq_safetensors_open(path_a, &st), SPARQ_OK);
+    const sparq_tensor *w = sparq_safetensors_find(st, "transformer.h.0.attn.c_attn.weight");
+    assert_non_null(w);
+    assert_null(sparq_safetensors_find(st, "ema.transformer.h.0.attn.c_attn.weight"));
+    sparq_safetensors *ck = NULL;
+    snprintf(path_b, sizeof path_b, "%s/ckpt.safetensors", straight);
+    assert_int_equal(sparq_safetensors_open(path_b, &ck), SPARQ_OK);
+    const sparq_tensor *e = sparq_safetensors_find(ck, "ema.transformer.h.0.attn.c_attn.weight");
+    const sparq_tensor *raw = sparq_safetensors_find(ck, "transformer.h.0.attn.c_attn.weight");
+    assert_non_null(e);
+    assert_non_null(raw);
+    const size_t bytes = (size_t)(w->shape[0] * w->shape[1]) * sizeof(float);
+    assert_memory_equal(e->data, w->data, bytes);
+    assert_memory_not_equal(e->data, raw->data, bytes);
+    sparq_safetensors_close(ck);
+    sparq_safetensors_close(st);
+  }
   /* The model learned something: the last losses are well below ln 256. */
   assert_true(la[23] < 0.75 * log(256.0));
   free(text);
@@ -131,13 +157,18 @@ static void check_resume(sparq_optim optim, float momentum, float lr, const char
 
 static void test_resume_is_bit_exact(void **state) {
   (void)state;
-  check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, "adamw");
+  check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, 0.0f, "adamw");
 }
 
 /* SignGD with Signum momentum: the momentum buffer travels in the checkpoint. */
+static void test_resume_with_ema(void **state) {
+  (void)state;
+  check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, 0.9f, "adamw-ema");
+}
+
 static void test_resume_signgd_momentum(void **state) {
   (void)state;
-  check_resume(SPARQ_OPTIM_SIGNGD, 0.9f, 4e-3f, "signum");
+  check_resume(SPARQ_OPTIM_SIGNGD, 0.9f, 4e-3f, 0.0f, "signum");
 }
 
 /* A model whose loss turns NaN at micro-batch `bad`. */
@@ -211,6 +242,7 @@ int main(void) {
   sparq_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_is_bit_exact),
+      cmocka_unit_test(test_resume_with_ema),
       cmocka_unit_test(test_resume_signgd_momentum),
       cmocka_unit_test(test_nan_stops_the_run),
       cmocka_unit_test(test_bad_config),

@@ -97,6 +97,34 @@ sparq_status sparq_checkpoint_save(const char *path, const sparq_param_list *pl,
 sparq_status sparq_checkpoint_load(const char *path, sparq_param_list *pl, sparq_adamw_state *adam,
                                    sparq_safetensors **st_out);
 
+/* A per-parameter state laid out like the list's flat buffer (numel floats
+ * at the parameters' offsets), stored as "<prefix><name>" for every
+ * parameter: the AdamW moments ("optimizer.exp_avg." and
+ * "optimizer.exp_avg_sq."), the EMA weights ("ema."). */
+typedef struct sparq_ckpt_state {
+  const char *prefix; /* non-empty, shorter than 64 bytes */
+  float *data;        /* borrowed; written by the loader */
+  size_t numel;       /* must equal the list's numel */
+} sparq_ckpt_state;
+
+/* sparq_checkpoint_save / _load with any set of states (at most 8) in
+ * place of the AdamW moments; the same atomic write, the same checks
+ * (a missing "<prefix><name>" fails naming it) and conversions. */
+sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_list *pl,
+                                          const sparq_ckpt_state *states, size_t nstates,
+                                          const sparq_ckpt_alias *aliases, size_t alias_count,
+                                          const sparq_metadata_entry *meta, size_t meta_count);
+sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                          size_t nstates, sparq_safetensors **st_out);
+
+/* --------------------------------------------------------------- EMA */
+
+/* ema = decay * ema + (1 - decay) * param over the list's flat layout
+ * (facebookresearch/DiT's update_ema; frozen parameters are copied, the
+ * padding stays 0). decay 0 copies the parameters. Elementwise, so the
+ * result does not depend on the thread count. */
+void sparq_ema_update(float *ema, const sparq_param_list *pl, float decay);
+
 /* ----------------------------------------------------- training loop */
 
 typedef enum sparq_optim { SPARQ_OPTIM_ADAMW = 0, SPARQ_OPTIM_SIGNGD = 1 } sparq_optim;
@@ -116,6 +144,10 @@ typedef struct sparq_train_config {
   float momentum;       /* SignGD only: 0 = sign of the gradient; in (0, 1) = Signum, the
                            sign of m = momentum m + (1 - momentum) g (m is checkpointed
                            as optimizer.exp_avg.<name>) */
+  float ema;            /* EMA decay of the weights (0: no EMA). The average starts as a copy
+                           of the weights, is updated after every optimizer step, is stored in
+                           ckpt.safetensors as "ema.<name>" and alone, under the model's own
+                           names, in RUN_DIR/ema.safetensors (the weights to sample with) */
   uint64_t seed;        /* the data stream's seed */
   const char *out_dir;  /* RUN_DIR: log.jsonl and ckpt.safetensors go here (created if missing) */
   bool resume;          /* continue from RUN_DIR/ckpt.safetensors */

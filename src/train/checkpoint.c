@@ -12,8 +12,9 @@
 
 #define PREFIX_M "optimizer.exp_avg."
 #define PREFIX_V "optimizer.exp_avg_sq."
-/* room for the longest prefix, a parameter name and the NUL */
-#define MOMENT_NAME_MAX (sizeof(PREFIX_V) - 1 + SPARQ_PARAM_NAME_MAX)
+/* room for a state's prefix, a parameter name and the NUL */
+#define STATE_PREFIX_MAX 64
+#define STATE_NAME_MAX (STATE_PREFIX_MAX + SPARQ_PARAM_NAME_MAX)
 
 /* Length of a parameter's name, or SPARQ_PARAM_NAME_MAX when it is empty or
  * fills the whole array (never reads past it). */
@@ -23,8 +24,10 @@ static size_t param_name_len(const sparq_param *p) {
   return n == 0 ? SPARQ_PARAM_NAME_MAX : n;
 }
 
+static bool is_adam_prefix(const char *prefix) { return !strcmp(prefix, PREFIX_M) || !strcmp(prefix, PREFIX_V); }
+
 static sparq_status check_list(const char *fn, const char *path, const sparq_param_list *pl,
-                               const sparq_adamw_state *adam) {
+                               const sparq_ckpt_state *states, size_t nstates) {
   if (!path || !*path) return sparq_fail(SPARQ_ERR_ARG, "%s: empty path", fn);
   if (!pl || (pl->count && (!pl->items || !pl->data)))
     return sparq_fail(SPARQ_ERR_ARG, "%s: %s: the parameter list is NULL or not allocated", fn, path);
@@ -35,9 +38,15 @@ static sparq_status check_list(const char *fn, const char *path, const sparq_par
     if (p->ndim < 1 || p->ndim > SPARQ_PARAM_MAX_DIMS || p->offset > pl->numel || p->numel > pl->numel - p->offset)
       return sparq_fail(SPARQ_ERR_ARG, "%s: %s: parameter '%s' lies outside the list's buffer", fn, path, p->name);
   }
-  if (adam && (!adam->exp_avg || !adam->exp_avg_sq || adam->numel != pl->numel))
-    return sparq_fail(SPARQ_ERR_ARG, "%s: %s: the AdamW state does not match the parameter list (%zu vs %zu floats)",
-                      fn, path, adam->exp_avg && adam->exp_avg_sq ? adam->numel : (size_t)0, pl->numel);
+  if (nstates && !states) return sparq_fail(SPARQ_ERR_ARG, "%s: %s: states is NULL", fn, path);
+  for (size_t j = 0; j < nstates; j++) {
+    const sparq_ckpt_state *q = &states[j];
+    if (!q->data || !q->prefix || !*q->prefix || strlen(q->prefix) >= STATE_PREFIX_MAX)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s: state %zu has no buffer or a bad prefix", fn, path, j);
+    if (q->numel != pl->numel)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s: the %s state '%s' does not match the parameter list (%zu vs %zu floats)",
+                        fn, path, is_adam_prefix(q->prefix) ? "AdamW" : "saved", q->prefix, q->numel, pl->numel);
+  }
   return SPARQ_OK;
 }
 
@@ -51,19 +60,36 @@ static sparq_tensor f32_view(const sparq_param *p, const float *data) {
   return t;
 }
 
+/* The AdamW moments as the two states the checkpoint stores. */
+static size_t adam_states(const sparq_adamw_state *adam, sparq_ckpt_state out[2]) {
+  if (!adam) return 0;
+  out[0] = (sparq_ckpt_state){PREFIX_M, adam->exp_avg, adam->exp_avg ? adam->numel : 0};
+  out[1] = (sparq_ckpt_state){PREFIX_V, adam->exp_avg_sq, adam->exp_avg_sq ? adam->numel : 0};
+  return 2;
+}
+
 sparq_status sparq_checkpoint_save(const char *path, const sparq_param_list *pl, const sparq_adamw_state *adam,
                                    const sparq_ckpt_alias *aliases, size_t alias_count,
                                    const sparq_metadata_entry *meta, size_t meta_count) {
-  sparq_status s = check_list("sparq_checkpoint_save", path, pl, adam);
+  sparq_ckpt_state states[2];
+  const size_t ns = adam_states(adam, states);
+  return sparq_checkpoint_save_states(path, pl, states, ns, aliases, alias_count, meta, meta_count);
+}
+
+sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_list *pl,
+                                          const sparq_ckpt_state *states, size_t nstates,
+                                          const sparq_ckpt_alias *aliases, size_t alias_count,
+                                          const sparq_metadata_entry *meta, size_t meta_count) {
+  sparq_status s = check_list("sparq_checkpoint_save", path, pl, states, nstates);
   if (s) return s;
   if (alias_count && !aliases) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_save: %s: aliases is NULL", path);
-  const size_t n = pl->count, moments = adam ? 2 * n : 0;
-  if (n > SIZE_MAX / 4 || alias_count > SIZE_MAX / 4)
+  const size_t n = pl->count;
+  if (n > SIZE_MAX / 8 || alias_count > SIZE_MAX / 8 || nstates > 8)
     return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_save: %s: too many tensors", path);
-  const size_t total = n + alias_count + moments;
+  const size_t extra = nstates * n, total = n + alias_count + extra;
   sparq_named_tensor *list = calloc(total ? total : 1, sizeof *list);
-  char *names = moments ? malloc(moments * MOMENT_NAME_MAX) : NULL;
-  if (!list || (moments && !names)) {
+  char *names = extra ? malloc(extra * STATE_NAME_MAX) : NULL;
+  if (!list || (extra && !names)) {
     free(list);
     free(names);
     return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_save: %s: out of memory", path);
@@ -84,13 +110,13 @@ sparq_status sparq_checkpoint_save(const char *path, const sparq_param_list *pl,
     list[k].name = aliases[a].name;
     list[k++].tensor = f32_view(p, pl->data + p->offset);
   }
-  for (size_t j = 0; j < moments; j++) {
+  for (size_t j = 0; j < extra; j++) {
     const sparq_param *p = &pl->items[j % n];
-    const bool sq = j >= n;
-    char *name = names + j * MOMENT_NAME_MAX;
-    snprintf(name, MOMENT_NAME_MAX, "%s%s", sq ? PREFIX_V : PREFIX_M, p->name);
+    const sparq_ckpt_state *q = &states[j / n];
+    char *name = names + j * STATE_NAME_MAX;
+    snprintf(name, STATE_NAME_MAX, "%s%s", q->prefix, p->name);
     list[k].name = name;
-    list[k++].tensor = f32_view(p, (sq ? adam->exp_avg_sq : adam->exp_avg) + p->offset);
+    list[k++].tensor = f32_view(p, q->data + p->offset);
   }
   s = sparq_safetensors_write(path, list, k, meta, meta_count);
 done:
@@ -113,13 +139,16 @@ static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *sh
 
 /* The checkpoint's tensor `name` must exist with the parameter's shape and
  * a floating dtype the loader converts. */
-static sparq_status find_checked(const sparq_safetensors *st, const char *name, const sparq_param *p, bool moment,
-                                 const sparq_tensor **out) {
+static sparq_status find_checked(const sparq_safetensors *st, const char *name, const sparq_param *p,
+                                 const char *state, const sparq_tensor **out) {
   const sparq_tensor *t = sparq_safetensors_find(st, name);
   *out = NULL;
-  if (!t && moment)
+  if (!t && state && is_adam_prefix(state))
     return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s': the checkpoint lacks the AdamW moments of '%s'",
                       st->path, name, p->name);
+  if (!t && state)
+    return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s': the checkpoint lacks the '%s' state of '%s'",
+                      st->path, name, state, p->name);
   if (!t) return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s', which the model needs", st->path, name);
   bool same = t->ndim == p->ndim;
   for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
@@ -139,25 +168,34 @@ static sparq_status find_checked(const sparq_safetensors *st, const char *name, 
 
 sparq_status sparq_checkpoint_load(const char *path, sparq_param_list *pl, sparq_adamw_state *adam,
                                    sparq_safetensors **st_out) {
+  sparq_ckpt_state states[2];
+  const size_t ns = adam_states(adam, states);
+  return sparq_checkpoint_load_states(path, pl, states, ns, st_out);
+}
+
+sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                          size_t nstates, sparq_safetensors **st_out) {
   if (st_out) *st_out = NULL;
-  sparq_status s = check_list("sparq_checkpoint_load", path, pl, adam);
+  sparq_status s = check_list("sparq_checkpoint_load", path, pl, states, nstates);
   if (s) return s;
-  const size_t n = pl->count, total = adam ? 3 * n : n;
+  if (nstates > 8) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_load: %s: too many states", path);
+  const size_t n = pl->count, total = (1 + nstates) * n;
   const sparq_tensor **src = calloc(total ? total : 1, sizeof *src);
   if (!src) return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_load: %s: out of memory", path);
   sparq_safetensors *st = NULL;
   s = sparq_safetensors_open(path, &st);
   /* every tensor is found and checked before any parameter is written, so
    * a bad checkpoint leaves the model as it was */
-  char name[MOMENT_NAME_MAX];
+  char name[STATE_NAME_MAX];
   for (size_t j = 0; j < total && !s; j++) {
     const sparq_param *p = &pl->items[j % n];
-    snprintf(name, sizeof name, "%s%s", j < n ? "" : j < 2 * n ? PREFIX_M : PREFIX_V, p->name);
-    s = find_checked(st, name, p, j >= n, &src[j]);
+    const char *prefix = j < n ? NULL : states[j / n - 1].prefix;
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", p->name);
+    s = find_checked(st, name, p, prefix, &src[j]);
   }
   for (size_t j = 0; j < total && !s; j++) {
     const sparq_param *p = &pl->items[j % n];
-    float *dst = j < n ? pl->data : j < 2 * n ? adam->exp_avg : adam->exp_avg_sq;
+    float *dst = j < n ? pl->data : states[j / n - 1].data;
     s = sparq_tensor_to_f32(src[j], dst + p->offset);
   }
   free(src);

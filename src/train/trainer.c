@@ -11,6 +11,8 @@
 #include "sparq/train.h"
 
 #define CKPT_NAME "ckpt.safetensors"
+#define EMA_NAME "ema.safetensors"
+#define EMA_PREFIX "ema."
 #define LOG_NAME "log.jsonl"
 #define DATA_STREAM 0x64617461u /* "data" */
 #define CKPT_FORMAT "sparq-train-1"
@@ -31,6 +33,7 @@ static sparq_status check_config(const sparq_train_config *c, const sparq_traina
   if (!(c->clip >= 0) || !isfinite(c->clip)) return sparq_fail(SPARQ_ERR_ARG, "train: --clip must be finite and >= 0");
   if (!(c->momentum >= 0 && c->momentum < 1))
     return sparq_fail(SPARQ_ERR_ARG, "train: --momentum must be in [0, 1)");
+  if (!(c->ema >= 0 && c->ema < 1)) return sparq_fail(SPARQ_ERR_ARG, "train: --ema must be in [0, 1)");
   if (c->momentum > 0 && c->optim != SPARQ_OPTIM_SIGNGD)
     return sparq_fail(SPARQ_ERR_ARG, "train: --momentum applies to --optim signgd only");
   const sparq_adamw_config *a = &c->adamw;
@@ -60,12 +63,29 @@ static sparq_status make_dirs(const char *path) {
   return SPARQ_OK;
 }
 
+static bool uses_state(const sparq_train_config *c);
+
 typedef struct run_state {
   int64_t step; /* completed optimizer steps */
   sparq_rng data_rng;
   sparq_adamw_state adam;
-  char path_ckpt[4200], path_log[4200];
+  float *ema; /* the weights' moving average (NULL without --ema), the list's layout */
+  char path_ckpt[4200], path_log[4200], path_ema[4200];
 } run_state;
+
+/* The states a checkpoint carries besides the weights: the optimizer's and
+ * the EMA. Returns how many. */
+static size_t run_states(const sparq_train_config *c, const sparq_trainable *m, run_state *rs,
+                         sparq_ckpt_state out[3]) {
+  size_t n = 0;
+  if (uses_state(c)) {
+    out[n++] = (sparq_ckpt_state){"optimizer.exp_avg.", rs->adam.exp_avg, rs->adam.numel};
+    if (c->optim == SPARQ_OPTIM_ADAMW)
+      out[n++] = (sparq_ckpt_state){"optimizer.exp_avg_sq.", rs->adam.exp_avg_sq, rs->adam.numel};
+  }
+  if (rs->ema) out[n++] = (sparq_ckpt_state){EMA_PREFIX, rs->ema, m->params->numel};
+  return n;
+}
 
 /* AdamW keeps its moments, Signum its momentum (in exp_avg) in rs->adam. */
 static bool uses_state(const sparq_train_config *c) {
@@ -102,8 +122,16 @@ static sparq_status save_checkpoint(const sparq_train_config *c, const sparq_tra
   if (!meta) return SPARQ_ERR_NOMEM;
   for (size_t i = 0; i < m->meta_count; i++) meta[i] = m->meta[i];
   for (size_t i = 0; i < TRAIN_META; i++) meta[m->meta_count + i] = (sparq_metadata_entry){k[i], v[i]};
-  sparq_status s = sparq_checkpoint_save(rs->path_ckpt, m->params, uses_state(c) ? &rs->adam : NULL,
-                                         m->aliases, m->alias_count, meta, n);
+  sparq_ckpt_state states[3];
+  const size_t ns = run_states(c, m, rs, states);
+  sparq_status s = sparq_checkpoint_save_states(rs->path_ckpt, m->params, states, ns, m->aliases, m->alias_count,
+                                                meta, n);
+  if (!s && rs->ema) {
+    /* the averaged weights under the model's own names, loadable as a model */
+    sparq_param_list view = *m->params;
+    view.data = rs->ema;
+    s = sparq_checkpoint_save_states(rs->path_ema, &view, NULL, 0, m->aliases, m->alias_count, meta, n);
+  }
   sparq_free(meta);
   return s;
 }
@@ -163,8 +191,9 @@ static sparq_status truncate_log(const char *path, int64_t step) {
 
 static sparq_status resume_from(const sparq_train_config *c, const sparq_trainable *m, run_state *rs) {
   sparq_safetensors *st = NULL;
-  sparq_status s =
-      sparq_checkpoint_load(rs->path_ckpt, m->params, uses_state(c) ? &rs->adam : NULL, &st);
+  sparq_ckpt_state states[3];
+  const size_t ns = run_states(c, m, rs, states);
+  sparq_status s = sparq_checkpoint_load_states(rs->path_ckpt, m->params, states, ns, &st);
   if (s) return s;
   uint64_t step = 0, seed = 0, stream = 0, position = 0, adam_step = 0;
   if (!(s = meta_u64(st, "step", &step)) && !(s = meta_u64(st, "data_seed", &seed)) &&
@@ -216,7 +245,16 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
   snprintf(rs.path_ckpt, sizeof rs.path_ckpt, "%s/%s", c->out_dir, CKPT_NAME);
   snprintf(rs.path_log, sizeof rs.path_log, "%s/%s", c->out_dir, LOG_NAME);
   rs.data_rng = sparq_rng_make(c->seed, DATA_STREAM);
+  snprintf(rs.path_ema, sizeof rs.path_ema, "%s/%s", c->out_dir, EMA_NAME);
   if (uses_state(c) && (s = sparq_adamw_init(&rs.adam, m->params))) return s;
+  if (c->ema > 0) {
+    rs.ema = sparq_alloc(m->params->numel * sizeof *rs.ema, "EMA weights");
+    if (!rs.ema) {
+      sparq_adamw_free(&rs.adam);
+      return SPARQ_ERR_NOMEM;
+    }
+    sparq_ema_update(rs.ema, m->params, 0.0f); /* DiT starts the average at the weights */
+  }
   if (c->resume) {
     s = resume_from(c, m, &rs);
   } else {
@@ -224,6 +262,7 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
   }
   if (s) {
     sparq_adamw_free(&rs.adam);
+    sparq_free(rs.ema);
     return s;
   }
   const int64_t end = c->stop_at ? c->stop_at : c->steps;
@@ -256,6 +295,7 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
       if (c->momentum > 0) sparq_signgd_momentum(m->params, rs.adam.exp_avg, c->momentum);
       sparq_signgd_step(m->params, c->adamw.weight_decay, lr);
     }
+    if (rs.ema) sparq_ema_update(rs.ema, m->params, c->ema);
     rs.step++;
     double dt = sparq_now() - t0;
     double tps = m->tokens_per_micro > 0 ? (double)(m->tokens_per_micro * c->accum) / dt : 0.0;
@@ -289,5 +329,6 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
                          : 0.0;
   if (result) *result = res;
   sparq_adamw_free(&rs.adam);
+  sparq_free(rs.ema);
   return s;
 }
