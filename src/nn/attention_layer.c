@@ -1,6 +1,7 @@
-/* The causal self-attention core of a GPT block on flash_f32 in NHD layout:
- * thin wrappers that fix the options (causal, default scale 1/sqrt(hd),
- * LSE saved by the forward for the backward). */
+/* The self-attention cores of the transformer blocks on flash_f32 in NHD
+ * layout: thin wrappers that fix the options (causal for a GPT block, full
+ * for a DiT block; default scale 1/sqrt(hd); LSE saved by the forward for
+ * the backward). */
 #include "sparq/attention.h"
 #include "sparq/nn.h"
 
@@ -36,6 +37,38 @@ sparq_status sparq_nn_attention_backward(float *dq, float *dk, float *dv, const 
   sparq_attn_shape shape;
   sparq_attn_options opts;
   sparq_status st = make_args(who, B, T, NH, hd, &shape, &opts, NULL);
+  if (st != SPARQ_OK) return st;
+  if (!dq || !dk || !dv || !dout || !q || !k || !v || !out || !lse)
+    return sparq_fail(SPARQ_ERR_ARG, "%s: NULL argument", who);
+  return sparq_attention_backward(q, k, v, out, lse, dout, dq, dk, dv, &shape, &opts);
+}
+
+/* DiT's blocks attend over all patches: the same arguments with the mask off. */
+static sparq_status make_full_args(const char *who, int64_t B, int64_t T, int64_t NH, int64_t hd,
+                                   sparq_attn_shape *shape, sparq_attn_options *opts, float *lse) {
+  sparq_status st = make_args(who, B, T, NH, hd, shape, opts, lse);
+  opts->causal = false;
+  return st;
+}
+
+sparq_status sparq_nn_attention_full_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                                             int64_t B, int64_t T, int64_t NH, int64_t hd) {
+  static const char who[] = "sparq_nn_attention_full_forward";
+  sparq_attn_shape shape;
+  sparq_attn_options opts;
+  sparq_status st = make_full_args(who, B, T, NH, hd, &shape, &opts, lse);
+  if (st != SPARQ_OK) return st;
+  if (!out || !lse || !q || !k || !v) return sparq_fail(SPARQ_ERR_ARG, "%s: NULL argument", who);
+  return sparq_attention(q, k, v, out, &shape, &opts);
+}
+
+sparq_status sparq_nn_attention_full_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                              const float *k, const float *v, const float *out, const float *lse,
+                                              int64_t B, int64_t T, int64_t NH, int64_t hd) {
+  static const char who[] = "sparq_nn_attention_full_backward";
+  sparq_attn_shape shape;
+  sparq_attn_options opts;
+  sparq_status st = make_full_args(who, B, T, NH, hd, &shape, &opts, NULL);
   if (st != SPARQ_OK) return st;
   if (!dq || !dk || !dv || !dout || !q || !k || !v || !out || !lse)
     return sparq_fail(SPARQ_ERR_ARG, "%s: NULL argument", who);
