@@ -149,6 +149,16 @@ sparq_status sparq_safetensors_get(const sparq_safetensors *st, const char *name
 /* The value of metadata `key`, or NULL if absent. */
 const char *sparq_safetensors_metadata(const sparq_safetensors *st, const char *key);
 
+/* Metadata `key` parsed as a decimal integer (strtoll, the whole value) or
+ * a finite float (strtof). A missing key fails with SPARQ_ERR_FORMAT
+ * "PATH: metadata has no 'KEY'" when required, and otherwise returns
+ * SPARQ_OK leaving *out unchanged (a default); a value that does not parse
+ * fails with SPARQ_ERR_FORMAT naming the file, key and value. */
+sparq_status sparq_safetensors_metadata_int(const sparq_safetensors *st, const char *key, bool required,
+                                            int64_t *out);
+sparq_status sparq_safetensors_metadata_float(const sparq_safetensors *st, const char *key, bool required,
+                                              float *out);
+
 /* Unmaps the file and frees the handle. NULL is fine. */
 void sparq_safetensors_close(sparq_safetensors *st);
 
@@ -176,6 +186,14 @@ typedef struct sparq_metadata_entry {
  * before anything is created. */
 sparq_status sparq_safetensors_write(const char *path, const sparq_named_tensor *tensors, size_t count,
                                      const sparq_metadata_entry *metadata, size_t metadata_count);
+
+/* ------------------------------------------------------ shipped models */
+
+/* The path of `file` among the weights shipped in models/ (the source
+ * tree's copy first, then DATADIR/sparq of the install prefix), written to
+ * out (size bytes). SPARQ_ERR_NOT_FOUND naming the file when neither is
+ * readable. */
+sparq_status sparq_shipped_model_path(const char *file, char *out, size_t size);
 
 /* ------------------------------------------------------- atomic writing */
 

@@ -117,6 +117,13 @@ sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_li
 sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
                                           size_t nstates, sparq_safetensors **st_out);
 
+/* Writes the parameters alone (no optimizer state, no aliases) as F32, F16
+ * or BF16 (round to nearest even), atomically, with `meta` plus "format" =
+ * "parameters-f32|f16|bf16" as metadata: the shipped form of a model, which
+ * sparq_checkpoint_load reads back (converting to FP32). */
+sparq_status sparq_params_export(const char *path, const sparq_param_list *pl, sparq_dtype dtype,
+                                 const sparq_metadata_entry *meta, size_t meta_count);
+
 /* --------------------------------------------------------------- EMA */
 
 /* ema = decay * ema + (1 - decay) * param over the list's flat layout

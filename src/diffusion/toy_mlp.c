@@ -55,15 +55,8 @@ sparq_status sparq_toy_mlp_config_from_metadata(const sparq_safetensors *st, spa
                       st->path);
   sparq_toy_mlp_config c = sparq_toy_mlp_config_default();
   for (int i = 0; i < META_INTS; i++) {
-    const char *s = sparq_safetensors_metadata(st, META_INT_KEYS[i]);
-    if (!s) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s'", st->path, META_INT_KEYS[i]);
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-      return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer", st->path,
-                        META_INT_KEYS[i], s);
-    *config_int_field(&c, i) = (int64_t)v;
+    sparq_status s = sparq_safetensors_metadata_int(st, META_INT_KEYS[i], true, config_int_field(&c, i));
+    if (s) return s;
   }
   const char *gft = sparq_safetensors_metadata(st, "gft");
   if (!gft) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no 'gft'", st->path);

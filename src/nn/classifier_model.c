@@ -42,18 +42,6 @@ sparq_status sparq_classifier_config_check(const sparq_classifier_config *c) {
   return SPARQ_OK;
 }
 
-static sparq_status meta_int(const sparq_safetensors *st, const char *key, int64_t *out) {
-  const char *s = sparq_safetensors_metadata(st, key);
-  if (!s) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s'", st->path, key);
-  errno = 0;
-  char *end = NULL;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end != '\0')
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer", st->path, key, s);
-  *out = (int64_t)v;
-  return SPARQ_OK;
-}
-
 sparq_status sparq_classifier_config_from_metadata(const sparq_safetensors *st, sparq_classifier_config *out) {
   if (!st || !out) return sparq_fail(SPARQ_ERR_ARG, "sparq_classifier_config_from_metadata: NULL argument");
   const char *model = sparq_safetensors_metadata(st, "model");
@@ -62,9 +50,9 @@ sparq_status sparq_classifier_config_from_metadata(const sparq_safetensors *st, 
                       "' (not a sparq classifier checkpoint?)", st->path, model ? model : "(none)");
   sparq_classifier_config c;
   sparq_status s;
-  if ((s = meta_int(st, "image_size", &c.image_size)) || (s = meta_int(st, "conv1_channels", &c.conv1_channels)) ||
-      (s = meta_int(st, "conv2_channels", &c.conv2_channels)) || (s = meta_int(st, "hidden", &c.hidden)) ||
-      (s = meta_int(st, "num_classes", &c.num_classes)))
+  if ((s = sparq_safetensors_metadata_int(st, "image_size", true, &c.image_size)) || (s = sparq_safetensors_metadata_int(st, "conv1_channels", true, &c.conv1_channels)) ||
+      (s = sparq_safetensors_metadata_int(st, "conv2_channels", true, &c.conv2_channels)) || (s = sparq_safetensors_metadata_int(st, "hidden", true, &c.hidden)) ||
+      (s = sparq_safetensors_metadata_int(st, "num_classes", true, &c.num_classes)))
     return s;
   if ((s = sparq_classifier_config_check(&c))) return sparq_fail(s, "%s: %s", st->path, sparq_last_error());
   *out = c;
@@ -244,28 +232,5 @@ sparq_status sparq_classifier_save(sparq_classifier *m, const char *path, sparq_
   if (!m || !path) return sparq_fail(SPARQ_ERR_ARG, "sparq_classifier_save: NULL argument");
   if (dtype != SPARQ_F32 && dtype != SPARQ_F16)
     return sparq_fail(SPARQ_ERR_ARG, "sparq_classifier_save: dtype %s is not F32 or F16", sparq_dtype_name(dtype));
-  const size_t count = m->params.count;
-  sparq_named_tensor tensors[8];
-  uint16_t *half = NULL;
-  if (dtype == SPARQ_F16) {
-    /* the padded flat layout converts in one call; padding is never written */
-    half = sparq_alloc(m->params.numel * sizeof *half, "classifier FP16 copy");
-    if (!half) return SPARQ_ERR_NOMEM;
-    sparq_f32_to_f16_n(m->params.data, half, m->params.numel);
-  }
-  for (size_t i = 0; i < count; i++) {
-    const sparq_param *p = &m->params.items[i];
-    sparq_tensor t = {.dtype = dtype, .ndim = p->ndim};
-    for (int d = 0; d < p->ndim; d++) t.shape[d] = p->shape[d];
-    t.data = dtype == SPARQ_F16 ? (void *)(half + p->offset) : (void *)p->data;
-    tensors[i] = (sparq_named_tensor){p->name, t};
-  }
-  const char *format = dtype == SPARQ_F16 ? "parameters-f16" : "parameters-f32";
-  sparq_metadata_entry meta[8];
-  const size_t nm = sizeof m->meta / sizeof m->meta[0];
-  for (size_t i = 0; i < nm; i++) meta[i] = m->meta[i];
-  meta[nm] = (sparq_metadata_entry){"format", format};
-  sparq_status s = sparq_safetensors_write(path, tensors, count, meta, nm + 1);
-  sparq_free(half);
-  return s;
+  return sparq_params_export(path, &m->params, dtype, m->meta, sizeof m->meta / sizeof m->meta[0]);
 }

@@ -84,36 +84,6 @@ sparq_status sparq_dit_config_check(const sparq_dit_config *c) {
 
 /* ------------------------------------------------------------- metadata */
 
-static sparq_status meta_int(const sparq_safetensors *st, const char *key, bool required, int64_t *out) {
-  const char *s = sparq_safetensors_metadata(st, key);
-  if (!s) {
-    if (!required) return SPARQ_OK;
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s' (not a sparq DiT checkpoint?)", st->path, key);
-  }
-  errno = 0;
-  char *end = NULL;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end != '\0')
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer", st->path, key, s);
-  *out = (int64_t)v;
-  return SPARQ_OK;
-}
-
-static sparq_status meta_float(const sparq_safetensors *st, const char *key, bool required, float *out) {
-  const char *s = sparq_safetensors_metadata(st, key);
-  if (!s) {
-    if (!required) return SPARQ_OK;
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s' (not a sparq DiT checkpoint?)", st->path, key);
-  }
-  errno = 0;
-  char *end = NULL;
-  float v = strtof(s, &end);
-  if (errno || end == s || *end != '\0' || !isfinite(v))
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not a finite number", st->path, key, s);
-  *out = v;
-  return SPARQ_OK;
-}
-
 sparq_status sparq_dit_config_from_metadata(const sparq_safetensors *st, sparq_dit_config *out) {
   if (!st || !out) return sparq_fail(SPARQ_ERR_ARG, "sparq_dit_config_from_metadata: NULL argument");
   const char *model = sparq_safetensors_metadata(st, "model");
@@ -125,14 +95,14 @@ sparq_status sparq_dit_config_from_metadata(const sparq_safetensors *st, sparq_d
   sparq_dit_config c = sparq_dit_config_default();
   c.extra_dim = 0; /* absent from checkpoints made without the extra input */
   sparq_status s;
-  if ((s = meta_int(st, "input_size", true, &c.input_size)) || (s = meta_int(st, "patch_size", true, &c.patch_size)) ||
-      (s = meta_int(st, "in_channels", true, &c.in_channels)) ||
-      (s = meta_int(st, "hidden_size", true, &c.hidden_size)) || (s = meta_int(st, "depth", true, &c.depth)) ||
-      (s = meta_int(st, "num_heads", true, &c.num_heads)) || (s = meta_float(st, "mlp_ratio", true, &c.mlp_ratio)) ||
-      (s = meta_int(st, "num_classes", true, &c.num_classes)) ||
-      (s = meta_float(st, "class_dropout_prob", true, &c.class_dropout_prob)) ||
-      (s = meta_int(st, "extra_dim", false, &c.extra_dim)) ||
-      (s = meta_float(st, "extra_scale", false, &c.extra_scale)))
+  if ((s = sparq_safetensors_metadata_int(st, "input_size", true, &c.input_size)) || (s = sparq_safetensors_metadata_int(st, "patch_size", true, &c.patch_size)) ||
+      (s = sparq_safetensors_metadata_int(st, "in_channels", true, &c.in_channels)) ||
+      (s = sparq_safetensors_metadata_int(st, "hidden_size", true, &c.hidden_size)) || (s = sparq_safetensors_metadata_int(st, "depth", true, &c.depth)) ||
+      (s = sparq_safetensors_metadata_int(st, "num_heads", true, &c.num_heads)) || (s = sparq_safetensors_metadata_float(st, "mlp_ratio", true, &c.mlp_ratio)) ||
+      (s = sparq_safetensors_metadata_int(st, "num_classes", true, &c.num_classes)) ||
+      (s = sparq_safetensors_metadata_float(st, "class_dropout_prob", true, &c.class_dropout_prob)) ||
+      (s = sparq_safetensors_metadata_int(st, "extra_dim", false, &c.extra_dim)) ||
+      (s = sparq_safetensors_metadata_float(st, "extra_scale", false, &c.extra_scale)))
     return s;
   if ((s = sparq_dit_config_check(&c))) return sparq_fail(SPARQ_ERR_FORMAT, "%s: %s", st->path, sparq_last_error());
   *out = c;

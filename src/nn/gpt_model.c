@@ -40,25 +40,13 @@ sparq_status sparq_gpt_config_check(const sparq_gpt_config *c) {
   return SPARQ_OK;
 }
 
-static sparq_status meta_int(const sparq_safetensors *st, const char *key, int64_t *out) {
-  const char *s = sparq_safetensors_metadata(st, key);
-  if (!s) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no '%s' (not a sparq GPT checkpoint?)", st->path, key);
-  errno = 0;
-  char *end = NULL;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end != '\0')
-    return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer", st->path, key, s);
-  *out = (int64_t)v;
-  return SPARQ_OK;
-}
-
 sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_gpt_config *out) {
   if (!st || !out) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_config_from_metadata: NULL argument");
   sparq_gpt_config c = sparq_gpt_config_default();
   sparq_status s;
-  if ((s = meta_int(st, "n_layer", &c.n_layer)) || (s = meta_int(st, "n_head", &c.n_head)) ||
-      (s = meta_int(st, "n_embd", &c.n_embd)) || (s = meta_int(st, "block_size", &c.block_size)) ||
-      (s = meta_int(st, "vocab_size", &c.vocab_size)))
+  if ((s = sparq_safetensors_metadata_int(st, "n_layer", true, &c.n_layer)) || (s = sparq_safetensors_metadata_int(st, "n_head", true, &c.n_head)) ||
+      (s = sparq_safetensors_metadata_int(st, "n_embd", true, &c.n_embd)) || (s = sparq_safetensors_metadata_int(st, "block_size", true, &c.block_size)) ||
+      (s = sparq_safetensors_metadata_int(st, "vocab_size", true, &c.vocab_size)))
     return s;
   const char *bias = sparq_safetensors_metadata(st, "bias");
   if (!bias) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no 'bias'", st->path);
