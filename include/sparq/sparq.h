@@ -20,5 +20,13 @@
 #include "sparq/lm.h"
 #include "sparq/eval.h"
 #include "sparq/signgd.h"
+#include "sparq/dit.h"
+#include "sparq/diffusion.h"
+#include "sparq/dit_task.h"
+#include "sparq/toy2d.h"
+#include "sparq/toy_mlp.h"
+#include "sparq/toy_metrics.h"
+#include "sparq/classifier.h"
+#include "sparq/gen_metrics.h"
 
 #endif

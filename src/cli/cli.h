@@ -69,6 +69,8 @@ int cli_signgd(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_vnm_matmul(int argc, char **argv);
 int cli_train(int argc, char **argv);
+/* argv[1] is "classifier" (cli_train_classifier.c). */
+int cli_train_classifier(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_plot(int argc, char **argv);
@@ -99,6 +101,8 @@ int cli_load_gpt(const char *path, struct sparq_gpt **out);
 int cli_plot_log(const char *log_path, const char *png_path);
 /* The demo's LM step: trains into OUT/lm, samples, plots. */
 int cli_demo_lm(const char *out);
+/* The demo's diffusion step: the shipped DiT samples a grid into OUT/dit, then its FD line. */
+int cli_demo_dit(const char *out);
 
 /* Used by demo to call other commands' work without re-parsing. */
 int cli_data_grid(const char *split, int64_t n, const char *out_png);
@@ -131,5 +135,49 @@ int cli_load_matrix(const char *path, const char *tensor, float **out, int64_t s
                     size_t name_size);
 /* The demo's V:N:M step: prune a random layer into dir, show its bench row. */
 int cli_demo_vnm(const char *dir, FILE *jsonl);
+
+/* Diffusion (cli_train_dit.c, cli_sample.c, cli_eval_fd.c). */
+typedef struct cli_dit_flags {
+  const char *data, *data_dir, *schedule, *pred, *out;
+  int64_t patch, dim, depth, heads, steps, stop_at, batch, warmup, eval_every, eval_batches, ckpt_every, seed;
+  double lr, min_lr, wd, clip, ema, p_uncond;
+  bool resume;
+} cli_dit_flags;
+cli_dit_flags cli_dit_flags_default(void);
+/* argv[1] is "dit". */
+int cli_train_dit(int argc, char **argv);
+/* Runs `sparq train dit` on Fashion-MNIST; quiet drops the progress and summary lines. */
+int cli_train_dit_run(const cli_dit_flags *f, struct sparq_train_result *result, bool quiet);
+/* `sparq train dit --data toy2d`: the 2-D toy's MLP denoiser. */
+int cli_train_toy2d(const cli_dit_flags *f);
+int cli_sample(int argc, char **argv);
+/* argv[1] is "fd". */
+int cli_eval_fd(int argc, char **argv);
+int cli_export(int argc, char **argv);
+/* Sampling flags shared by `sparq sample` and `sparq eval fd`. */
+typedef struct cli_sample_flags {
+  const char *ckpt, *sampler, *cls, *attn;
+  int64_t steps, n, seed, chunk;
+  double cfg, eta;
+  bool raw; /* the raw weights, not the EMA ones, of a training checkpoint */
+} cli_sample_flags;
+cli_sample_flags cli_sample_flags_default(void);
+/* The options both commands share (ckpt, sampler, steps, eta, seed, attn,
+ * raw) into opts[0..CLI_SAMPLE_OPTS); returns how many. */
+#define CLI_SAMPLE_OPTS 7
+int cli_sample_opts(cli_sample_flags *f, cli_opt *opts);
+struct sparq_dit;
+struct sparq_diffusion;
+struct sparq_sample_stats;
+/* Loads a DiT (its EMA weights when the file has them, unless raw; then
+ * *used_ema is set, when not NULL) and its diffusion formulation from a
+ * checkpoint; prints the error. */
+int cli_load_dit(const char *path, bool raw, struct sparq_dit **out, struct sparq_diffusion *diff, bool *used_ema);
+/* n samples x [n, C*H*W] with labels (fixed_class, or cycling through the
+ * classes when < 0) from seed-determined noise; gif_path (may be NULL) gets
+ * the trajectory of the first 16. Prints the error. */
+int cli_dit_sample(struct sparq_dit *dit, const struct sparq_diffusion *diff, const cli_sample_flags *f,
+                   int32_t fixed_class, int64_t n, float *x, int32_t *labels, const char *gif_path,
+                   struct sparq_sample_stats *stats);
 
 #endif

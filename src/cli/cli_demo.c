@@ -29,7 +29,7 @@ int cli_demo(int argc, char **argv) {
   double t0 = sparq_now();
   printf("sparq %s demo: %d threads, ISA %s, outputs in %s/\n", sparq_version(), sparq_threads(),
          sparq_isa_name(sparq_isa_active()), out);
-  const int total = 7;
+  const int total = 8;
 
   step(1, total, "Fashion-MNIST: labelled grid of the first 64 test images");
   if ((rc = cli_data_grid("test", 64, grid)) != CLI_OK) return rc;
@@ -60,6 +60,10 @@ int cli_demo(int argc, char **argv) {
   if (rc == CLI_OK) {
     step(7, total, "byte-level GPT: train a small language model on fortunes for about a minute, then sample");
     rc = cli_demo_lm(out);
+  }
+  if (rc == CLI_OK) {
+    step(8, total, "diffusion: the shipped Fashion-MNIST DiT samples every class with CFG, and its FD");
+    rc = cli_demo_dit(out);
   }
   if (fclose(jsonl) != 0 && rc == CLI_OK) rc = cli_fail("%s: write failed: %s", bench, strerror(errno));
   if (rc != CLI_OK) return rc;

@@ -70,8 +70,9 @@ int cli_generate(int argc, char **argv) {
 }
 
 int cli_eval(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "fd")) return cli_eval_fd(argc, argv);
   if (argc < 2 || strcmp(argv[1], "lm") != 0) {
-    fprintf(stderr, "sparq eval: expected a model kind: lm\n");
+    fprintf(stderr, "sparq eval: expected lm or fd\n");
     cli_usage("eval", false);
     return CLI_USAGE;
   }

@@ -101,8 +101,10 @@ int cli_train_lm_run(const cli_lm_flags *f, sparq_train_result *result, bool qui
 }
 
 int cli_train(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "classifier")) return cli_train_classifier(argc, argv);
+  if (argc >= 2 && !strcmp(argv[1], "dit")) return cli_train_dit(argc, argv);
   if (argc < 2 || strcmp(argv[1], "lm") != 0) {
-    fprintf(stderr, "sparq train: expected a model kind: lm\n");
+    fprintf(stderr, "sparq train: expected a model kind: lm, dit or classifier\n");
     cli_usage("train", false);
     return CLI_USAGE;
   }

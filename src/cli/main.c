@@ -122,7 +122,7 @@ const cli_command cli_commands[] = {
      "  tokens x out-features in the original, unpermuted feature order. --check\n"
      "  compares with sparq_sgemm on the unpacked masked matrix.\n"
      "example: sparq vnm-matmul --w w.vnm.safetensors --x x.npy --out y.npy --check\n"},
-    {"train", cli_train, "train a nanoGPT-architecture byte-level language model",
+    {"train", cli_train, "train a model: lm (GPT on bytes), dit (diffusion), classifier (the evaluation CNN)",
      "usage: sparq train lm --out RUN_DIR [--data fortunes|PATH] [--layers L] [--heads H] [--dim C]\n"
      "                      [--seq T] [--batch B] [--steps S] [--lr X] [--min-lr X] [--warmup W]\n"
      "                      [--wd X] [--clip X] [--beta1 X] [--beta2 X] [--eps X] [--accum A]\n"
@@ -147,7 +147,59 @@ const cli_command cli_commands[] = {
      "  A NaN or Inf loss or gradient stops the run with an error naming the step.\n"
      "example: sparq train lm --out runs/lm\n"
      "         sparq train lm --out runs/big --layers 6 --heads 6 --dim 384 --seq 256 --batch 8\n"
-     "         sparq train lm --out runs/sign --optim signgd --lr 3e-4 --momentum 0.9\n"},
+     "         sparq train lm --out runs/sign --optim signgd --lr 3e-4 --momentum 0.9\n"
+     "       sparq train classifier --out RUN_DIR [--data DIR] [--epochs E] [--batch B] [--lr X]\n"
+     "                              [--min-lr X] [--warmup W] [--wd X] [--seed S] [--stop-at N] [--resume]\n"
+     "                              [--export FILE [--export-dtype f16|f32]]\n"
+     "  The Fashion-MNIST evaluation CNN of the generation metrics (conv 32, conv 64,\n"
+     "  fc 128 = the feature, fc 10; PyTorch names): shuffled epochs, AdamW (betas\n"
+     "  0.9/0.999), warm-up then cosine to --min-lr (default lr/100), test-set loss\n"
+     "  every epoch, test accuracy at the end. Defaults: 5 epochs, batch 128, lr 2e-3,\n"
+     "  warm-up 100, wd 0.05, seed 1. Writes RUN_DIR/log.jsonl and ckpt.safetensors;\n"
+     "  --export writes the parameters alone (default FP16) for shipping.\n"
+     "         sparq train classifier --out runs/cls --export models/fmnist-classifier.safetensors\n"
+     "       sparq train dit --out RUN_DIR [--data fashion-mnist|toy2d] [--data-dir DIR]\n"
+     "                       [--schedule vp|edm] [--pred eps|x0|v] [--patch P] [--dim D] [--depth L]\n"
+     "                       [--heads H] [--steps S] [--batch B] [--lr X] [--min-lr X] [--warmup W]\n"
+     "                       [--wd X] [--clip X] [--ema X] [--p-uncond P] [--eval-every N]\n"
+     "                       [--eval-batches N] [--ckpt-every N] [--seed S] [--stop-at N] [--resume]\n"
+     "  A class-conditional DiT (facebookresearch/DiT's architecture, initialisation\n"
+     "  and state_dict names, learn_sigma off) on Fashion-MNIST 28 x 28 in [-1, 1]:\n"
+     "  VP (DDPM linear betas, 1000 steps) or EDM (Karras preconditioning), eps, x0\n"
+     "  or v head, MSE, CFG label dropout --p-uncond, AdamW (betas 0.9/0.999, wd 0),\n"
+     "  warm-up then cosine to --min-lr (default lr/10), EMA of the weights.\n"
+     "  Defaults: patch 4 (49 tokens), dim 128, depth 4, 4 heads, 8000 steps, batch\n"
+     "  128, lr 1e-3, warm-up 200, clip 1, EMA 0.999, p-uncond 0.1, vp eps.\n"
+     "  Writes RUN_DIR/log.jsonl, ckpt.safetensors (weights, AdamW moments, EMA as\n"
+     "  ema.<name>, config and formulation in the metadata) and ema.safetensors (the\n"
+     "  EMA weights under DiT's names: sample with these).\n"
+     "  --data toy2d trains the MLP denoiser of the 2-D class-conditional mixture\n"
+     "  (spec gft.md 8.1: 3 x 128 SiLU, Adam 1e-3, batch 512, 20000 steps, EMA 0.999)\n"
+     "  and ends with its exact evaluation: epsilon error against the exact CFG\n"
+     "  target and DDIM samples against the exact-CFG reference, at w = 1, 2, 4.\n"
+     "         sparq train dit --out runs/dit\n"
+     "         sparq train dit --data toy2d --out runs/toy\n"},
+    {"sample", cli_sample, "class-conditional images from a DiT checkpoint (any sampler, CFG, attention kernel)",
+     "usage: sparq sample --ckpt CKPT [--sampler ddim|euler|heun|dpmpp2m] [--steps N] [--cfg W]\n"
+     "                    [--eta X] [--class C|all] [--n N] [--seed S] [--attn VARIANT] [--raw]\n"
+     "                    [--grid OUT.png] [--npy OUT.npy] [--gif TRAJECTORY.gif]\n"
+     "  Samples from a `sparq train dit` checkpoint (its EMA weights unless --raw;\n"
+     "  RUN_DIR/ema.safetensors holds them alone). The formulation (VP or EDM, head)\n"
+     "  comes from the checkpoint. DDIM runs on the model's own timesteps (--eta 0:\n"
+     "  deterministic); Euler, Heun (EDM's 2nd order) and DPM-Solver++(2M) on the\n"
+     "  Karras grid (rho 7). --cfg W > 1: eps_u + W (eps_c - eps_u), conditional and\n"
+     "  unconditional rows batched into one network call (2 NFE per step).\n"
+     "  --class all cycles the classes over the images. --attn picks the attention\n"
+     "  kernel (flash_f32, sage_cpu, ...). Prints NFE per image and the time.\n"
+     "  Defaults: ddim, 50 steps, cfg 1, 64 images, seed 0, flash_f32.\n"
+     "example: sparq sample --ckpt runs/dit/ema.safetensors --cfg 2 --grid grid.png\n"
+     "         sparq sample --ckpt runs/dit/ema.safetensors --sampler dpmpp2m --steps 25 --class 7 --gif t.gif\n"},
+    {"export", cli_export, "a DiT checkpoint's (EMA) weights alone, in FP32, FP16 or BF16",
+     "usage: sparq export dit --ckpt CKPT --out FILE [--dtype f32|f16|bf16] [--raw]\n"
+     "  Writes the DiT's parameters under DiT's state_dict names with its config\n"
+     "  and formulation as metadata, no optimizer state: the EMA weights of a\n"
+     "  training checkpoint unless --raw. sparq sample and eval fd read the file.\n"
+     "example: sparq export dit --ckpt runs/dit/ckpt.safetensors --out dit.safetensors --dtype f16\n"},
     {"generate", cli_generate, "sample text from a trained GPT checkpoint",
      "usage: sparq generate --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T]\n"
      "                      [--top-k K] [--seed S]\n"
@@ -155,13 +207,22 @@ const cli_command cli_commands[] = {
      "  multinomial draw (T 0 = greedy). Prints the prompt and N new bytes.\n"
      "  Defaults: prompt newline, 300 tokens, T 0.8, top-k 200, seed 1337.\n"
      "example: sparq generate --ckpt runs/lm/ckpt.safetensors --prompt 'The ' --tokens 200\n"},
-    {"eval", cli_eval, "score a GPT checkpoint on bytes (nats and bits per byte)",
+    {"eval", cli_eval, "score a checkpoint: lm (nats per byte), fd (FD, accuracy, IS of a DiT's samples)",
      "usage: sparq eval lm --ckpt CKPT [--data fortunes|FILE] [--json]\n"
      "  The mean cross-entropy as nanoGPT would score it: windows i = 0, T, 2T, ...\n"
      "  while i + T + 1 <= length, inputs [i, i+T), targets [i+1, i+T+1), T the\n"
      "  model's context. fortunes scores the held-out 10%; a FILE is scored whole.\n"
      "  --json prints {\"loss_nats\":..,\"bits_per_byte\":..,\"tokens\":..}.\n"
-     "example: sparq eval lm --ckpt runs/lm/ckpt.safetensors\n"},
+     "       sparq eval fd --ckpt CKPT [--cfg W[,W...]] [--n 10000] [--sampler S] [--steps N] [--eta X]\n"
+     "                     [--seed S] [--attn VARIANT] [--raw] [--classifier PATH] [--data-dir DIR] [--json]\n"
+     "  Generation metrics of a DiT checkpoint with the shipped Fashion-MNIST\n"
+     "  classifier (spec gft.md 8.2): N samples with balanced classes per CFG scale,\n"
+     "  Frechet distance of the classifier's 128-d features against the 10k test\n"
+     "  images, class accuracy, IS-analog exp E KL(p(y|x) || p(y)), NFE and\n"
+     "  seconds; first the same figures for N real training images (the floor).\n"
+     "  --json prints one object per line.\n"
+     "example: sparq eval lm --ckpt runs/lm/ckpt.safetensors\n"
+     "         sparq eval fd --ckpt runs/dit/ema.safetensors --cfg 1,1.5,2,3,4 --n 2000 --sampler dpmpp2m --steps 25\n"},
     {"plot", cli_plot, "draw the loss curve of a training log with gnuplot",
      "usage: sparq plot LOG.jsonl --out LOSS.png\n"
      "  Training loss per step and held-out loss per evaluation. Writes the gnuplot\n"
@@ -173,7 +234,8 @@ const cli_command cli_commands[] = {
      "  the peak probe, the GEMM benchmark, a short attention table and a\n"
      "  V:N:M-pruned random layer with its sparse-vs-dense speedup row, and a small\n"
      "  byte-level GPT trained for about a minute on fortunes (DIR/lm: checkpoint,\n"
-     "  log, loss.png) with a sample of its text.\n"
+     "  log, loss.png) with a sample of its text, and a class-conditional grid from\n"
+     "  the shipped DiT with CFG (DIR/dit) with its FD line.\n"
      "example: sparq demo --out sparq-out\n"},
     {"signgd", cli_signgd, "SignGD vs Adam vs GD on a two-layer transformer: the training-dynamics study",
      "usage: sparq signgd --out DIR [--optim signgd|adam|gd] [--snr X] [--d D] [--s S] [--n N]\n"
