@@ -320,6 +320,28 @@ static void test_names_shapes_and_init(void **state) {
 
 /* ------------------------------------------------------------ adaLN-Zero */
 
+/* DiT's LabelEmbedder adds the null row only for label dropout: without it
+ * the table has num_classes rows and the null label is rejected. */
+static void test_null_row_follows_dropout(void **state) {
+  (void)state;
+  sparq_dit_config c = tiny_config(0);
+  c.class_dropout_prob = 0.0f;
+  sparq_dit *m = make(&c, 3);
+  const sparq_param *table = sparq_params_find(sparq_dit_params(m), "y_embedder.embedding_table.weight");
+  assert_non_null(table);
+  assert_int_equal(table->shape[0], 5);
+  const int64_t B = 2, dim = c.in_channels * c.input_size * c.input_size;
+  float x[2 * 3 * 8 * 8] = {0}, out[2 * 3 * 8 * 8], t[2] = {10.0f, 500.0f};
+  assert_int_equal((int64_t)(sizeof x / sizeof x[0]), B * dim);
+  int32_t y[2] = {4, 0};
+  assert_int_equal(sparq_dit_forward(m, x, t, y, NULL, B, out), SPARQ_OK);
+  y[1] = 5;
+  assert_int_equal(sparq_dit_forward(m, x, t, y, NULL, B, out), SPARQ_ERR_ARG);
+  assert_non_null(strstr(sparq_last_error(), "no null class"));
+  assert_int_equal(sparq_dit_infer(m, x, t, y, NULL, B, SPARQ_ATTN_FLASH_F32, out), SPARQ_ERR_ARG);
+  sparq_dit_free(m);
+}
+
 static void test_adaln_zero_identity(void **state) {
   (void)state;
   const sparq_dit_config c = tiny_config(16);
@@ -716,6 +738,7 @@ static void test_bad_configs_and_arguments(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names_shapes_and_init),
+      cmocka_unit_test(test_null_row_follows_dropout),
       cmocka_unit_test(test_adaln_zero_identity),
       cmocka_unit_test(test_gradients_match_double_reference),
       cmocka_unit_test(test_infer_matches_forward),

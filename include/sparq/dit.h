@@ -19,7 +19,7 @@
  *   x_embedder.proj.weight [D, C, p, p]            x_embedder.proj.bias [D]
  *   t_embedder.mlp.0.weight [D, 256] / .bias [D]   t_embedder.mlp.2.weight [D, D] / .bias [D]
  *   t_embedder.cond_proj.weight [256, extra_dim]   (only when extra_dim > 0; GFT's name)
- *   y_embedder.embedding_table.weight [num_classes + 1, D]
+ *   y_embedder.embedding_table.weight [num_classes (+ 1), D]
  *   blocks.{i}.attn.qkv.weight [3D, D] / .bias [3D]
  *   blocks.{i}.attn.proj.weight [D, D] / .bias [D]
  *   blocks.{i}.mlp.fc1.weight [M, D] / .bias [M]   M = int(D * mlp_ratio)
@@ -27,8 +27,9 @@
  *   blocks.{i}.adaLN_modulation.1.weight [6D, D] / .bias [6D]
  *   final_layer.linear.weight [p*p*C, D] / .bias [p*p*C]
  *   final_layer.adaLN_modulation.1.weight [2D, D] / .bias [2D]
- * The label table always has the null class row (index num_classes), as in
- * GFT's DiT; facebookresearch/DiT adds it only when class_dropout_prob > 0.
+ * The label table has the null class row (index num_classes) exactly when
+ * class_dropout_prob > 0, as facebookresearch/DiT's LabelEmbedder does, so
+ * a checkpoint's shapes are DiT's for the same config.
  *
  * The extra scalar s (extra_dim > 0) enters as in GFT's DiT (beta_in =
  * "linear"): t_embedder.cond_proj (bias-free) maps the extra_dim-wide
@@ -69,7 +70,7 @@ typedef struct sparq_dit_config {
   int64_t depth;            /* default 4 */
   int64_t num_heads;        /* default 4 */
   float mlp_ratio;          /* default 4; MLP width int(hidden_size * mlp_ratio) >= 1 */
-  int64_t num_classes;      /* default 10 (>= 0; the table has num_classes + 1 rows) */
+  int64_t num_classes;      /* default 10 (>= 0; the table has num_classes (+ 1 null row when class_dropout_prob > 0) rows) */
   float class_dropout_prob; /* default 0.1, in [0, 1]; stored for the caller's label dropout */
   int64_t extra_dim;        /* 0 = no extra scalar input (default); else the width of its embedding (GFT: 512) */
   float extra_scale;        /* the extra scalar is multiplied by this before embedding (default 1000, GFT's) */
@@ -115,7 +116,8 @@ void sparq_dit_zero_extra(sparq_dit *m);
  *   t     [B] the time input, in whatever units the caller's schedule uses
  *         (it goes straight into the sinusoidal embedding, as in DiT)
  *   y     [B] labels in 0..num_classes; num_classes is the null class (the
- *         caller applies label dropout by passing it)
+ *         caller applies label dropout by passing it), which exists only
+ *         when class_dropout_prob > 0
  *   extra [B] the extra scalar (before extra_scale); required when
  *         extra_dim > 0, ignored (may be NULL) when extra_dim == 0
  *   out   [B, C, H, W] the prediction

@@ -145,10 +145,13 @@ static sparq_status check_args(const sparq_dit *m, const char *who, const float 
   if (B < 1 || B > DIT_MAX_FLOATS / (m->T * widest))
     return sparq_fail(SPARQ_ERR_ARG, "%s: batch %" PRId64 " is outside 1..%" PRId64, who, B,
                       DIT_MAX_FLOATS / (m->T * widest));
+  const bool has_null = c->class_dropout_prob > 0.0f;
   for (int64_t b = 0; b < B; b++)
-    if (y[b] < 0 || y[b] > c->num_classes)
-      return sparq_fail(SPARQ_ERR_ARG, "%s: y[%" PRId64 "] = %d is outside 0..%" PRId64 " (%" PRId64 " = null class)",
-                        who, b, (int)y[b], c->num_classes, c->num_classes);
+    if (y[b] < 0 || y[b] > c->num_classes || (y[b] == c->num_classes && !has_null))
+      return sparq_fail(SPARQ_ERR_ARG, "%s: y[%" PRId64 "] = %d is outside 0..%" PRId64 "%s", who, b, (int)y[b],
+                        has_null ? c->num_classes : c->num_classes - 1,
+                        has_null ? " (the last is the null class)"
+                                 : " (the model has no null class: class_dropout_prob is 0)");
   return SPARQ_OK;
 }
 

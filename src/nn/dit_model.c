@@ -162,7 +162,9 @@ static sparq_status register_params(sparq_dit *m) {
       (s = add(pl, "t_embedder.mlp.2.bias", 1, D, 0, 0, 0)))
     return s;
   if (c->extra_dim > 0 && (s = add(pl, "t_embedder.cond_proj.weight", 2, F, c->extra_dim, 0, 0))) return s;
-  if ((s = add(pl, "y_embedder.embedding_table.weight", 2, c->num_classes + 1, D, 0, 0))) return s;
+  /* DiT's LabelEmbedder: the null row exists only for label dropout */
+  const int64_t rows = c->num_classes + (c->class_dropout_prob > 0.0f ? 1 : 0);
+  if ((s = add(pl, "y_embedder.embedding_table.weight", 2, rows, D, 0, 0))) return s;
   const struct {
     const char *suffix;
     int64_t rows, cols; /* cols 0: a vector */
