@@ -19,6 +19,7 @@
 
 #include "sparq/base.h"
 #include "sparq/nn.h"
+#include "fd_test_util.h"
 
 /* FP32 analytic gradients against double finite differences, relative to
  * the largest gradient of the check (FP32 rounding is ~1e-7; central
@@ -31,12 +32,7 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static float *frand(size_t n, uint64_t seed, float mean, float sd) {
-  float *x = sparq_calloc(n ? n : 1, sizeof(float), "test");
-  sparq_rng rng = sparq_rng_make(seed, 3);
-  sparq_rng_fill_normal(&rng, x, n, mean, sd);
-  return x;
-}
+static float *frand(size_t n, uint64_t seed, float mean, float sd) { return frand_stream(n, seed, 3, mean, sd); }
 
 static float *ffill(size_t n, float v) {
   float *x = sparq_alloc((n ? n : 1) * sizeof(float), "test");
@@ -44,21 +40,6 @@ static float *ffill(size_t n, float v) {
   return x;
 }
 
-static double *to_double(const float *x, size_t n) {
-  double *d = malloc((n ? n : 1) * sizeof(double));
-  for (size_t i = 0; i < n; i++) d[i] = x[i];
-  return d;
-}
-
-static void expect_forward(const char *what, const float *test, const double *ref, size_t n) {
-  double scale = 1.0, err = 0.0;
-  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-  for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)test[i] - ref[i]));
-  if (!(err <= FWD_TOL * scale)) fail_msg("%s: forward error %.3g of %.3g", what, err, scale);
-}
-
-/* A double forward over the arrays in ctx, writing `nout` outputs. */
-typedef void (*fd_forward)(const void *ctx, double *out);
 
 /* grad[i] - start must match dL/dx[i], L = sum out * R, by central differences
  * (x is one of the arrays the forward reads). */
@@ -114,7 +95,7 @@ static void gelu_tanh_layer(void **state) {
   double *xd = to_double(x, n), *rd = to_double(r, n), *ref = malloc(n * sizeof(double));
   gelu_ctx c = {xd, n};
   gelu_fd_forward(&c, ref);
-  expect_forward("gelu_tanh", out, ref, n);
+  expect_forward("gelu_tanh", out, ref, n, FWD_TOL);
   expect_gradient("gelu_tanh dinp", gelu_fd_forward, &c, xd, n, rd, n, dinp, 0.0f);
   /* in place: out = inp and dinp = dout give the same bits */
   float *inplace = ffill(n, 0);
@@ -205,7 +186,7 @@ static void layernorm_plain_layer(void **state) {
     double *xd = to_double(x, nc), *rd = to_double(r, nc), *ref = malloc(nc * sizeof(double));
     ln_ctx c = {xd, N, C, eps_list[e]};
     ln_fd_forward(&c, ref);
-    expect_forward("layernorm_plain", out, ref, nc);
+    expect_forward("layernorm_plain", out, ref, nc, FWD_TOL);
     expect_gradient("layernorm_plain dinp", ln_fd_forward, &c, xd, nc, rd, nc, dinp, GRAD_START);
     sparq_free(x), sparq_free(r), sparq_free(out), sparq_free(mean), sparq_free(rstd), sparq_free(dinp);
     free(xd), free(rd), free(ref);
@@ -247,7 +228,7 @@ static void modulate_and_gate_layers(void **state) {
     sparq_nn_modulate_backward(dx, dm, dm + C + 3, r, x, v2, ld, B, T, C);
     cond_ctx c = {xd, yd, md, md + C + 3, B, T, C, ld, false};
     cond_fd_forward(&c, ref);
-    expect_forward("modulate", out, ref, nt);
+    expect_forward("modulate", out, ref, nt, FWD_TOL);
     expect_gradient("modulate dinp", cond_fd_forward, &c, xd, nt, rd, nt, dx, GRAD_START);
     expect_gradient("modulate dshift/dscale", cond_fd_forward, &c, md, nv, rd, nt, dm, GRAD_START);
     /* in place */
@@ -266,7 +247,7 @@ static void modulate_and_gate_layers(void **state) {
     sparq_nn_gated_residual_backward(dx, dm + C + 3, dy, r, v2, y, ld, B, T, C);
     cond_ctx c = {xd, yd, md + C + 3, NULL, B, T, C, ld, true};
     cond_fd_forward(&c, ref);
-    expect_forward("gated residual", out, ref, nt);
+    expect_forward("gated residual", out, ref, nt, FWD_TOL);
     expect_gradient("gated residual dx", cond_fd_forward, &c, xd, nt, rd, nt, dx, GRAD_START);
     expect_gradient("gated residual dy", cond_fd_forward, &c, yd, nt, rd, nt, dy, GRAD_START);
     /* only columns C + 3 .. of each row are the gate */
@@ -363,7 +344,7 @@ static void attention_full_layer(void **state) {
   double *ref = malloc(n * sizeof(double));
   attn_ctx c = {qd, kd, vd, B, T, NH, hd};
   attn_fd_forward(&c, ref);
-  expect_forward("attention_full", out, ref, n);
+  expect_forward("attention_full", out, ref, n, FWD_TOL);
   expect_gradient("attention_full dq", attn_fd_forward, &c, qd, n, rd, n, dq, 0.0f);
   expect_gradient("attention_full dk", attn_fd_forward, &c, kd, n, rd, n, dk, 0.0f);
   expect_gradient("attention_full dv", attn_fd_forward, &c, vd, n, rd, n, dv, 0.0f);

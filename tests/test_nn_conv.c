@@ -18,6 +18,7 @@
 
 #include "sparq/base.h"
 #include "sparq/nn.h"
+#include "fd_test_util.h"
 
 /* FP32 analytic gradients against double finite differences, relative to
  * the largest gradient of the check (FP32 rounding of sums of a few hundred
@@ -25,77 +26,7 @@
 #define GRAD_TOL 1e-5
 #define FWD_TOL 1e-5
 
-static float *falloc(size_t n) { return sparq_calloc(n ? n : 1, sizeof(float), "test buffer"); }
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-static float *frand(size_t n, uint64_t seed) {
-  float *x = falloc(n);
-  sparq_rng rng = sparq_rng_make(seed, 11);
-  sparq_rng_fill_normal(&rng, x, n, 0.0f, 1.0f);
-  return x;
-}
-
-static double *to_double(const float *x, size_t n) {
-  double *d = dalloc(n);
-  for (size_t i = 0; i < n; i++) d[i] = x[i];
-  return d;
-}
-
-static void expect_forward(const char *what, const float *test, const double *ref, size_t n) {
-  double scale = 1.0, err = 0.0;
-  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-  for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)test[i] - ref[i]));
-  if (!(err <= FWD_TOL * scale)) fail_msg("%s: forward error %.3g of %.3g", what, err, scale);
-}
-
-/* ------------------------------------------------------ finite differences */
-
-typedef void (*fd_forward)(const void *ctx, double *out);
-
-typedef struct fd_var {
-  const char *name;
-  double *x; /* the double copy the forward reads (perturbed in place) */
-  size_t n;
-  const float *grad; /* the analytic gradient */
-} fd_var;
-
-static double objective(fd_forward f, const void *ctx, const double *r, double *out, size_t nout) {
-  f(ctx, out);
-  double l = 0.0;
-  for (size_t i = 0; i < nout; i++) l += out[i] * r[i];
-  return l;
-}
-
-static void fd_check(const char *layer, fd_forward f, const void *ctx, const float *r32, size_t nout, fd_var *vars,
-                     int nvars) {
-  double *r = to_double(r32, nout), *out = dalloc(nout);
-  size_t total = 0;
-  for (int v = 0; v < nvars; v++) total += vars[v].n;
-  double *fd = dalloc(total), scale = 0.0;
-  size_t at = 0;
-  for (int v = 0; v < nvars; v++)
-    for (size_t i = 0; i < vars[v].n; i++, at++) {
-      double *x = &vars[v].x[i];
-      const double keep = *x, h = 1e-6 * fmax(1.0, fabs(keep));
-      *x = keep + h;
-      const double lp = objective(f, ctx, r, out, nout);
-      *x = keep - h;
-      const double lm = objective(f, ctx, r, out, nout);
-      *x = keep;
-      fd[at] = (lp - lm) / (2 * h);
-      scale = fmax(scale, fabs(fd[at]));
-    }
-  assert_true(scale > 0);
-  at = 0;
-  for (int v = 0; v < nvars; v++)
-    for (size_t i = 0; i < vars[v].n; i++, at++) {
-      const double e = fabs((double)vars[v].grad[i] - fd[at]) / scale;
-      if (!(e <= GRAD_TOL))
-        fail_msg("%s: d/d%s[%zu] analytic %.9g, finite difference %.9g (error %.3g of %.3g)", layer, vars[v].name, i,
-                 (double)vars[v].grad[i], fd[at], e, scale);
-    }
-  free(r), free(out), free(fd);
-}
+static float *frand(size_t n, uint64_t seed) { return frand_stream(n, seed, 11, 0.0f, 1.0f); }
 
 /* ---------------------------------------------------------------- conv2d */
 
@@ -143,12 +74,12 @@ static void check_conv(sparq_conv2d_geom g, bool bias) {
   snprintf(what, sizeof what, "conv2d N%lld C%lld %lldx%lld OC%lld K%lld S%lld P%lld%s", (long long)g.N,
            (long long)g.C, (long long)g.H, (long long)g.W, (long long)g.OC, (long long)g.K, (long long)g.stride,
            (long long)g.pad, bias ? "" : " no bias");
-  expect_forward(what, out, o64, no);
+  expect_forward(what, out, o64, no, FWD_TOL);
   /* garbage in the work area must not matter */
   for (size_t i = 0; i < nwork; i++) work[i] = NAN;
   assert_int_equal(sparq_nn_conv2d_backward(dinp, dw, bias ? db : NULL, work, r, inp, w, &g), SPARQ_OK);
   fd_var vars[3] = {{"inp", i64, ni, dinp}, {"w", w64, nw, dw}, {"bias", b64, (size_t)g.OC, db}};
-  fd_check(what, conv_f64, &ctx, r, no, vars, bias ? 3 : 2);
+  fd_check(what, conv_f64, &ctx, r, no, vars, bias ? 3 : 2, GRAD_TOL);
   /* += rule: a second backward doubles every gradient; NULL gradients skip */
   float *dinp2 = falloc(ni), *dw2 = falloc(nw);
   memcpy(dinp2, dinp, ni * sizeof(float));
@@ -225,10 +156,10 @@ static void check_pool(int64_t N, int64_t C, int64_t H, int64_t W) {
   double *i64 = to_double(inp, ni), *o64 = dalloc(no);
   pool_ctx ctx = {i64, N, C, H, W};
   pool_f64(&ctx, o64);
-  expect_forward("maxpool2", out, o64, no);
+  expect_forward("maxpool2", out, o64, no, FWD_TOL);
   sparq_nn_maxpool2_backward(dinp, r, arg, N, C, H, W);
   fd_var v = {"inp", i64, ni, dinp};
-  fd_check("maxpool2", pool_f64, &ctx, r, no, &v, 1);
+  fd_check("maxpool2", pool_f64, &ctx, r, no, &v, 1, GRAD_TOL);
   /* the dropped odd row and column get no gradient */
   for (int64_t pl = 0; pl < N * C; pl++) {
     if (H % 2)
@@ -281,11 +212,11 @@ static void relu_layer(void **state) {
   sparq_nn_relu_forward(out, x, N);
   double *x64 = to_double(x, N), o64[N];
   relu_f64(&x64, o64);
-  expect_forward("relu", out, o64, N);
+  expect_forward("relu", out, o64, N, FWD_TOL);
   /* backward from the output (the in-place way) and from the input agree */
   sparq_nn_relu_backward(dx, out, r, N);
   fd_var v = {"x", x64, N, dx};
-  fd_check("relu", relu_f64, &x64, r, N, &v, 1);
+  fd_check("relu", relu_f64, &x64, r, N, &v, 1, GRAD_TOL);
   float dx2[N] = {0};
   sparq_nn_relu_backward(dx2, x, r, N);
   assert_memory_equal(dx, dx2, sizeof dx);

@@ -18,6 +18,7 @@
 
 #include "sparq/base.h"
 #include "sparq/nn.h"
+#include "fd_test_util.h"
 
 /* Largest error of the FP32 analytic gradients against the finite
  * differences, relative to the largest gradient of the check. The measured
@@ -29,21 +30,7 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static float *falloc(size_t n) { return sparq_calloc(n ? n : 1, sizeof(float), "test buffer"); }
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-static float *frand(size_t n, uint64_t seed, float mean, float sd) {
-  float *x = falloc(n);
-  sparq_rng rng = sparq_rng_make(seed, 7);
-  sparq_rng_fill_normal(&rng, x, n, mean, sd);
-  return x;
-}
-
-static double *to_double(const float *x, size_t n) {
-  double *d = dalloc(n);
-  for (size_t i = 0; i < n; i++) d[i] = x[i];
-  return d;
-}
+static float *frand(size_t n, uint64_t seed, float mean, float sd) { return frand_stream(n, seed, 7, mean, sd); }
 
 static float *fcopy(const float *x, size_t n) {
   float *y = falloc(n);
@@ -52,15 +39,6 @@ static float *fcopy(const float *x, size_t n) {
 }
 
 static bool same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
-
-/* max |test - ref| / max(1, max |ref|) must stay within tol. */
-static void expect_forward(const char *what, const float *test, const double *ref, size_t n, double tol) {
-  double scale = 1.0, err = 0.0;
-  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-  for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)test[i] - ref[i]));
-  if (getenv("NN_TEST_VERBOSE")) printf("%-36s forward error %.3g\n", what, err / scale);
-  if (!(err <= tol * scale)) fail_msg("%s: forward error %.3g of %.3g (limit %.1g)", what, err, scale, tol);
-}
 
 /* twice == 2 once within rounding (a second call of a backward doubled the
  * first), relative to the largest element: column sums restart from the
@@ -73,61 +51,6 @@ static void expect_doubled(const char *what, const float *once, const float *twi
     if (!(fabs(twice[i] - want) <= 1e-6 * scale))
       fail_msg("%s[%zu]: second backward gives %.9g, expected 2 x %.9g", what, i, (double)twice[i], (double)once[i]);
   }
-}
-
-/* ------------------------------------------------------ finite differences */
-
-typedef void (*fd_forward)(const void *ctx, double *out);
-
-typedef struct fd_var {
-  const char *name;
-  double *x; /* the double copy the forward reads (perturbed in place) */
-  size_t n;
-  const float *grad; /* the analytic gradient to check */
-} fd_var;
-
-static double objective(fd_forward f, const void *ctx, const double *r, double *out, size_t nout) {
-  f(ctx, out);
-  double l = 0.0;
-  for (size_t i = 0; i < nout; i++) l += out[i] * r[i];
-  return l;
-}
-
-/* dL/dx by central differences for every element of every variable,
- * compared with the analytic gradients: max error <= GRAD_TOL of the
- * largest finite-difference gradient. */
-static void fd_check(const char *layer, fd_forward f, const void *ctx, const float *r32, size_t nout, fd_var *vars,
-                     int nvars) {
-  double *r = to_double(r32, nout), *out = dalloc(nout);
-  size_t total = 0;
-  for (int v = 0; v < nvars; v++) total += vars[v].n;
-  double *fd = dalloc(total), scale = 0.0;
-  size_t at = 0;
-  for (int v = 0; v < nvars; v++)
-    for (size_t i = 0; i < vars[v].n; i++, at++) {
-      double *x = &vars[v].x[i];
-      const double keep = *x, h = 1e-6 * fmax(1.0, fabs(keep));
-      *x = keep + h;
-      const double lp = objective(f, ctx, r, out, nout);
-      *x = keep - h;
-      const double lm = objective(f, ctx, r, out, nout);
-      *x = keep;
-      fd[at] = (lp - lm) / (2 * h);
-      scale = fmax(scale, fabs(fd[at]));
-    }
-  assert_true(scale > 0);
-  double worst = 0.0;
-  at = 0;
-  for (int v = 0; v < nvars; v++)
-    for (size_t i = 0; i < vars[v].n; i++, at++) {
-      const double e = fabs((double)vars[v].grad[i] - fd[at]) / scale;
-      worst = fmax(worst, e);
-      if (!(e <= GRAD_TOL))
-        fail_msg("%s: d/d%s[%zu] analytic %.9g, finite difference %.9g (error %.3g of the largest gradient %.3g)",
-                 layer, vars[v].name, i, (double)vars[v].grad[i], fd[at], e, scale);
-    }
-  if (getenv("NN_TEST_VERBOSE")) printf("%-36s gradient error %.3g (scale %.3g)\n", layer, worst, scale);
-  free(r), free(out), free(fd);
 }
 
 /* ------------------------------------------------------------ embedding */
@@ -161,7 +84,7 @@ static void embedding_layer(void **state) {
   expect_forward("embedding", out, o64, n, 1e-7);
   sparq_nn_embedding_backward(dwte, dwpe, r, tok, B, T, C);
   fd_var vars[] = {{"wte", wte64, (size_t)(V * C), dwte}, {"wpe", wpe64, (size_t)(TP * C), dwpe}};
-  fd_check("embedding", emb_f64, &ctx, r, n, vars, 2);
+  fd_check("embedding", emb_f64, &ctx, r, n, vars, 2, GRAD_TOL);
   /* += rule, and NULL gradients skip */
   float *dwte2 = fcopy(dwte, (size_t)(V * C)), *dwpe2 = fcopy(dwpe, (size_t)(TP * C));
   sparq_nn_embedding_backward(dwte2, dwpe2, r, tok, B, T, C);
@@ -219,7 +142,7 @@ static void layernorm_case(int64_t N, int64_t C, bool bias, uint64_t seed) {
 
   sparq_nn_layernorm_backward(dinp, dw, bias ? db : NULL, r, inp, w, mean, rstd, N, C);
   fd_var vars[] = {{"inp", inp64, n, dinp}, {"w", w64, (size_t)C, dw}, {"b", b64, (size_t)C, db}};
-  fd_check(name, ln_f64, &ctx, r, n, vars, bias ? 3 : 2);
+  fd_check(name, ln_f64, &ctx, r, n, vars, bias ? 3 : 2, GRAD_TOL);
 
   /* += rule */
   float *dinp2 = fcopy(dinp, n), *dw2 = fcopy(dw, (size_t)C), *db2 = fcopy(db, (size_t)C);
@@ -310,7 +233,7 @@ static void linear_case(int64_t N, int64_t C, int64_t OC, bool bias, uint64_t se
   expect_forward(name, out, o64, no, FWD_TOL);
   assert_int_equal(sparq_nn_linear_backward(dinp, dw, bias ? db : NULL, r, inp, w, N, C, OC), SPARQ_OK);
   fd_var vars[] = {{"inp", inp64, ni, dinp}, {"w", w64, nw, dw}, {"bias", b64, (size_t)OC, db}};
-  fd_check(name, lin_f64, &ctx, r, no, vars, bias ? 3 : 2);
+  fd_check(name, lin_f64, &ctx, r, no, vars, bias ? 3 : 2, GRAD_TOL);
 
   float *dinp2 = fcopy(dinp, ni), *dw2 = fcopy(dw, nw), *db2 = fcopy(db, (size_t)OC);
   assert_int_equal(sparq_nn_linear_backward(dinp2, dw2, db2, r, inp, w, N, C, OC), SPARQ_OK);
@@ -376,7 +299,7 @@ static void gelu_layer(void **state) {
   expect_forward("gelu", out, o64, n, 1e-6);
   sparq_nn_gelu_backward(dx, x, r, n);
   fd_var vars[] = {{"x", x64, n, dx}};
-  fd_check("gelu", gelu_f64, &ctx, r, n, vars, 1);
+  fd_check("gelu", gelu_f64, &ctx, r, n, vars, 1, GRAD_TOL);
   /* The one overwriting backward: a second call gives the same bits,
    * whatever dinp held. */
   float *dx2 = fcopy(dx, n);
@@ -411,7 +334,7 @@ static void residual_layer(void **state) {
   expect_forward("residual", out, o64, n, 1e-7);
   sparq_nn_residual_backward(da, db, r, n);
   fd_var vars[] = {{"a", a64, n, da}, {"b", b64, n, db}};
-  fd_check("residual", res_f64, &ctx, r, n, vars, 2);
+  fd_check("residual", res_f64, &ctx, r, n, vars, 2, GRAD_TOL);
   sparq_nn_residual_backward(da, NULL, r, n);
   expect_doubled("residual da", db, da, n);
   /* in place on either operand */
@@ -479,7 +402,7 @@ static void attention_layer(void **state) {
   for (size_t i = 0; i < n; i++) dq[i] = dk[i] = dv[i] = 1e3f;
   assert_int_equal(sparq_nn_attention_backward(dq, dk, dv, r, q, k, v, out, lse, B, T, NH, hd), SPARQ_OK);
   fd_var vars[] = {{"q", q64, n, dq}, {"k", k64, n, dk}, {"v", v64, n, dv}};
-  fd_check("attention B=2 T=17 NH=3 hd=8", att_f64, &ctx, r, n, vars, 3);
+  fd_check("attention B=2 T=17 NH=3 hd=8", att_f64, &ctx, r, n, vars, 3, GRAD_TOL);
 
   assert_int_equal(sparq_nn_attention_forward(out, lse, q, k, v, 0, T, NH, hd), SPARQ_ERR_ARG);
   assert_non_null(strstr(sparq_last_error(), "sparq_nn_attention_forward"));
@@ -540,7 +463,7 @@ static void xent_layer(void **state) {
   sparq_nn_xent_backward(dl, probs, targets, N, V, dloss);
   for (int64_t j = 0; j < V; j++) assert_true(dl[1 * V + j] == 0.0f && dl[4 * V + j] == 0.0f); /* ignored rows */
   fd_var vars[] = {{"logits", l64, n, dl}};
-  fd_check("xent N=7 V=11 (2 ignored)", xent_f64, &ctx, &dloss, 1, vars, 1);
+  fd_check("xent N=7 V=11 (2 ignored)", xent_f64, &ctx, &dloss, 1, vars, 1, GRAD_TOL);
   float *dl2 = fcopy(dl, n);
   sparq_nn_xent_backward(dl2, probs, targets, N, V, dloss);
   expect_doubled("xent dlogits", dl, dl2, n);
