@@ -55,3 +55,25 @@ set_tests_properties(cli_export_dit_f16 PROPERTIES FIXTURES_REQUIRED dit_run FIX
 sparq_cli_test(sample_f16_export 0 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-f16.safetensors --n 2 --steps 2
   --npy ${SPARQ_TEST_TMP}/dit-f16.npy STDOUT_REGEX "NFE 2 per image")
 set_tests_properties(cli_sample_f16_export PROPERTIES FIXTURES_REQUIRED dit_f16)
+
+# Guidance-free training: fine-tuned from the CFG run (zero beta projection),
+# sampled with one network evaluation per step at beta = 1 / w.
+sparq_cli_test(train_dit_gft_init 0 ARGS --threads 2 train dit --guidance gft --init ${DIT_RUN}/ckpt.safetensors
+  --batch 8 --steps 3 --warmup 1 --eval-every 0 --eval-batches 1 --out ${SPARQ_TEST_TMP}/dit-gft
+  STDOUT_REGEX "dim 32, depth 1, 2 heads.*GFT.*from .*dit-run/ckpt.safetensors.*done: step 3,")
+set_tests_properties(cli_train_dit_gft_init PROPERTIES FIXTURES_REQUIRED dit_run FIXTURES_SETUP dit_gft)
+sparq_cli_test(sample_gft_beta 0 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-gft/ckpt.safetensors --beta 0.5 --steps 3
+  --n 4 --npy ${SPARQ_TEST_TMP}/dit-gft.npy STDOUT_REGEX "GFT beta 0.5, attention flash_f32: NFE 3 per image \\(3 network calls\\)")
+sparq_cli_test(sample_gft_cfg 0 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-gft/ckpt.safetensors --cfg 4 --steps 3
+  --n 4 --npy ${SPARQ_TEST_TMP}/dit-gft.npy STDOUT_REGEX "GFT beta 0.25, .*NFE 3 per image")
+sparq_cli_test(sample_gft_beta_above_one 2 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-gft/ckpt.safetensors --cfg 0.5
+  --npy ${SPARQ_TEST_TMP}/dit-gft.npy STDERR_REGEX "beta in \\(0, 1\\]")
+set_tests_properties(cli_sample_gft_beta cli_sample_gft_cfg cli_sample_gft_beta_above_one PROPERTIES FIXTURES_REQUIRED dit_gft)
+sparq_cli_test(sample_beta_needs_gft 2 ARGS sample --ckpt ${DIT_RUN}/ckpt.safetensors --beta 0.5
+  --npy ${SPARQ_TEST_TMP}/x.npy STDERR_REGEX "--beta needs a GFT checkpoint")
+set_tests_properties(cli_sample_beta_needs_gft PROPERTIES FIXTURES_REQUIRED dit_run)
+sparq_cli_test(train_dit_gft_no_null 1 ARGS train dit --guidance gft --p-uncond 0 --dim 16 --depth 1 --heads 2
+  --batch 2 --steps 1 --out ${SPARQ_TEST_TMP}/dit-gft-bad STDERR_ONE_LINE STDERR_REGEX "^sparq: .*null class")
+sparq_cli_test(train_toy2d_gft 0 ARGS --threads 1 train dit --data toy2d --guidance gft --steps 40 --batch 64
+  --eval-every 20 --ema 0.9 --out ${SPARQ_TEST_TMP}/toy-gft
+  STDOUT_REGEX "GFT, batch 64.*exact evaluation.*\n +2\\.0 .* 50\n")

@@ -597,6 +597,33 @@ static void test_zero_extra(void **state) {
   sparq_dit_free(m);
 }
 
+/* Spec gft.md 9.5: a GFT DiT grown from a CFG one (every matching tensor
+ * copied, the beta projection zeroed) gives the CFG model's outputs for any
+ * beta, bit for bit. */
+static void test_gft_grown_from_cfg_matches_it(void **state) {
+  (void)state;
+  const sparq_dit_config cc = tiny_config(0);
+  sparq_dit *cfg = make(&cc, 21);
+  randomize(sparq_dit_params(cfg), 22);
+  sparq_dit_config gc = cc;
+  gc.extra_dim = 16;
+  sparq_dit *gft = make(&gc, 23);
+  sparq_param_list *gl = sparq_dit_params(gft);
+  assert_int_equal(sparq_params_copy_matching(gl, sparq_dit_params(cfg)), gl->count - 1);
+  sparq_dit_zero_extra(gft);
+  const int64_t B = 3;
+  const size_t n = image_numel(&cc, B);
+  float *x = frand(n, 24, 1.0f), *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+  const float t[3] = {3, 400, 999}, betas[3] = {0.05f, 0.5f, 1.0f};
+  const int32_t y[3] = {0, 4, 5}; /* 5 = the null class */
+  assert_int_equal(sparq_dit_forward(cfg, x, t, y, NULL, B, want), SPARQ_OK);
+  assert_int_equal(sparq_dit_forward(gft, x, t, y, betas, B, got), SPARQ_OK);
+  assert_memory_equal(want, got, n * sizeof(float));
+  free(x), free(want), free(got);
+  sparq_dit_free(cfg);
+  sparq_dit_free(gft);
+}
+
 /* ------------------------------------------------------------- metadata */
 
 static const char *meta_value(const sparq_metadata_entry *meta, size_t count, const char *key) {
@@ -745,6 +772,7 @@ int main(void) {
       cmocka_unit_test(test_threads_bit_identical),
       cmocka_unit_test(test_batch_sizes),
       cmocka_unit_test(test_zero_extra),
+      cmocka_unit_test(test_gft_grown_from_cfg_matches_it),
       cmocka_unit_test(test_metadata),
       cmocka_unit_test(test_bad_configs_and_arguments),
   };

@@ -34,9 +34,11 @@ typedef struct sparq_dit_task {
   int64_t eval_batches;          /* held-out batches per evaluation */
   uint64_t eval_seed;            /* the held-out rows, times and noise come from this seed, the same every time */
   int64_t dim;                   /* C * H * W */
+  bool gft;                      /* Guidance-free training (sparq_dit_task_set_gft) */
   /* batch-sized buffers, owned */
   float *x0, *net_x, *net_t, *target, *weight, *out;
-  int32_t *y;
+  float *beta, *beta_in, *out_u, *ones; /* GFT only */
+  int32_t *y, *null_y;
   sparq_metadata_entry meta[24]; /* the DiT's config + the formulation, for checkpoints */
   char meta_values[24][48];
   size_t meta_count;
@@ -50,6 +52,18 @@ sparq_status sparq_dit_task_init(sparq_dit_task *task, sparq_dit *dit, const spa
                                  const float *val_images, const int32_t *val_labels, int64_t n_val, int64_t batch,
                                  float p_uncond, int64_t eval_batches, uint64_t eval_seed);
 void sparq_dit_task_free(sparq_dit_task *task);
+
+/* Switches the objective to Guidance-Free Training (spec gft.md sections
+ * 2-3; the DiT needs extra_dim > 0, its extra input being gft_beta): each
+ * row draws beta ~ U(0, 1) after its label dropout; dropped rows feed
+ * beta = 1 to the network but keep the drawn beta in the combination
+ *   eps^ = beta out_s + (1 - beta) sg[out_u],
+ * out_s the training forward with (label, beta), out_u the no-grad
+ * inference forward with (null label, 1) that stores nothing; the loss is
+ * the weighted MSE of eps^ against the target, so d loss / d out_s carries
+ * the factor beta and nothing flows into out_u. The held-out loss uses the
+ * same rule with fixed draws. Checkpoints record "guidance" = "gft". */
+sparq_status sparq_dit_task_set_gft(sparq_dit_task *task);
 
 /* The trainable view. A micro-batch draws `batch` training images
  * uniformly (with replacement) from the data stream, drops labels with

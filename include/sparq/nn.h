@@ -68,6 +68,10 @@ sparq_status sparq_params_allocate(sparq_param_list *pl);
 void sparq_params_free(sparq_param_list *pl);
 /* The parameter called `name`, or NULL. */
 sparq_param *sparq_params_find(const sparq_param_list *pl, const char *name);
+/* Copies the data of every parameter of dst that src has under the same
+ * name with the same shape (grown models: a GFT DiT from a CFG one);
+ * returns how many were copied. The others keep their values. */
+size_t sparq_params_copy_matching(sparq_param_list *dst, const sparq_param_list *src);
 /* grad = 0 everywhere. */
 void sparq_params_zero_grad(sparq_param_list *pl);
 /* Number of parameter elements (without padding). */

@@ -138,7 +138,7 @@ int cli_demo_vnm(const char *dir, FILE *jsonl);
 
 /* Diffusion (cli_train_dit.c, cli_sample.c, cli_eval_fd.c). */
 typedef struct cli_dit_flags {
-  const char *data, *data_dir, *schedule, *pred, *out;
+  const char *data, *data_dir, *schedule, *pred, *out, *guidance, *init;
   int64_t patch, dim, depth, heads, steps, stop_at, batch, warmup, eval_every, eval_batches, ckpt_every, seed;
   double lr, min_lr, wd, clip, ema, p_uncond;
   bool resume;
@@ -159,20 +159,27 @@ typedef struct cli_sample_flags {
   const char *ckpt, *sampler, *cls, *attn;
   int64_t steps, n, seed, chunk;
   double cfg, eta;
+  double beta; /* GFT's sampling temperature (0: 1 / cfg) */
   bool raw; /* the raw weights, not the EMA ones, of a training checkpoint */
+  bool gft; /* set from the checkpoint: the model samples with gft_beta, one NFE per step */
 } cli_sample_flags;
+/* What cli_load_dit found in a checkpoint. */
+typedef struct cli_dit_info {
+  bool used_ema; /* the EMA weights were loaded */
+  bool gft;      /* trained with guidance-free training ("guidance" = "gft") */
+} cli_dit_info;
 cli_sample_flags cli_sample_flags_default(void);
 /* The options both commands share (ckpt, sampler, steps, eta, seed, attn,
- * raw) into opts[0..CLI_SAMPLE_OPTS); returns how many. */
-#define CLI_SAMPLE_OPTS 7
+ * raw, beta) into opts[0..CLI_SAMPLE_OPTS); returns how many. */
+#define CLI_SAMPLE_OPTS 8
 int cli_sample_opts(cli_sample_flags *f, cli_opt *opts);
 struct sparq_dit;
 struct sparq_diffusion;
 struct sparq_sample_stats;
-/* Loads a DiT (its EMA weights when the file has them, unless raw; then
- * *used_ema is set, when not NULL) and its diffusion formulation from a
- * checkpoint; prints the error. */
-int cli_load_dit(const char *path, bool raw, struct sparq_dit **out, struct sparq_diffusion *diff, bool *used_ema);
+/* Loads a DiT (its EMA weights when the file has them, unless raw) and its
+ * diffusion formulation from a checkpoint; info (may be NULL) says what was
+ * found. Prints the error. */
+int cli_load_dit(const char *path, bool raw, struct sparq_dit **out, struct sparq_diffusion *diff, cli_dit_info *info);
 /* n samples x [n, C*H*W] with labels (fixed_class, or cycling through the
  * classes when < 0) from seed-determined noise; gif_path (may be NULL) gets
  * the trajectory of the first 16. Prints the error. */

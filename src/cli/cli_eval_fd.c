@@ -103,7 +103,9 @@ int cli_eval_fd(int argc, char **argv) {
   }
   /* the floor: real training images scored the same way, same count */
   if ((rc = score(cls, &ref, train.images, train.labels, train.n, &floor))) goto done;
-  if ((rc = cli_load_dit(f.ckpt, f.raw, &dit, &diff, NULL))) goto done;
+  cli_dit_info info;
+  if ((rc = cli_load_dit(f.ckpt, f.raw, &dit, &diff, &info))) goto done;
+  f.gft = info.gft;
   const sparq_dit_config *c = sparq_dit_get_config(dit);
   const int64_t dim = c->in_channels * c->input_size * c->input_size;
   x = sparq_alloc((size_t)(f.n * dim) * sizeof *x, "samples");
@@ -116,10 +118,10 @@ int cli_eval_fd(int argc, char **argv) {
     printf("{\"cfg\":null,\"what\":\"train images\",\"n\":%" PRId64 ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f}\n",
            train.n, floor.fd, floor.acc, floor.is);
   else
-    printf("eval fd: %s, %s %" PRId64 " steps, %" PRId64 " samples (balanced classes), attention %s, against %" PRId64
+    printf("eval fd: %s%s, %s %" PRId64 " steps, %" PRId64 " samples (balanced classes), attention %s, against %" PRId64
            " test images\n  floor (%" PRId64 " real training images): FD %.3f  acc %.4f  IS %.3f\n"
            "  %6s %9s %8s %7s %5s %10s %12s\n",
-           f.ckpt, f.sampler, f.steps, f.n, f.attn, test.n, train.n, floor.fd, floor.acc, floor.is, "cfg", "FD",
+           f.ckpt, f.gft ? " (GFT: cfg w samples with beta = 1/w)" : "", f.sampler, f.steps, f.n, f.attn, test.n, train.n, floor.fd, floor.acc, floor.is, "cfg", "FD",
            "acc", "IS", "NFE", "seconds", "s/image");
   for (int i = 0; i < nscales && !rc; i++) {
     f.cfg = scales[i];

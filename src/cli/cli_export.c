@@ -9,7 +9,8 @@
 int cli_export(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "dit") != 0) return cli_usage_error("export", "expected a model kind: dit");
   const char *ckpt = NULL, *out = NULL, *dtype = "f32";
-  bool raw = false, used_ema = false;
+  bool raw = false;
+  cli_dit_info info;
   const cli_opt opts[] = {
       {"ckpt", CLI_STRING, &ckpt, 0, 0, NULL},
       {"out", CLI_STRING, &out, 0, 0, NULL},
@@ -21,19 +22,20 @@ int cli_export(int argc, char **argv) {
   if (!ckpt || !out) return cli_usage_error("export", "--ckpt CKPT and --out FILE are required");
   sparq_dit *dit = NULL;
   sparq_diffusion diff = {0};
-  if ((rc = cli_load_dit(ckpt, raw, &dit, &diff, &used_ema))) return rc;
+  if ((rc = cli_load_dit(ckpt, raw, &dit, &diff, &info))) return rc;
   const sparq_metadata_entry *dm = NULL;
   size_t dn = 0;
   sparq_dit_checkpoint_info(dit, &dm, &dn);
-  sparq_metadata_entry meta[40];
+  sparq_metadata_entry meta[41];
   size_t n = 0;
   for (size_t i = 0; i < dn && n < 38; i++) meta[n++] = dm[i];
   meta[n++] = (sparq_metadata_entry){"schedule", sparq_diff_kind_name(diff.kind)};
   meta[n++] = (sparq_metadata_entry){"pred", sparq_diff_pred_name(diff.pred)};
+  meta[n++] = (sparq_metadata_entry){"guidance", info.gft ? "gft" : "cfg"};
   const sparq_dtype dt = !strcmp(dtype, "f16") ? SPARQ_F16 : !strcmp(dtype, "bf16") ? SPARQ_BF16 : SPARQ_F32;
   if (sparq_params_export(out, sparq_dit_params(dit), dt, meta, n)) rc = cli_fail_last_error();
   else
-    printf("export: %s (the %s weights of %s, %zu parameters, %s)\n", out, used_ema ? "EMA" : "plain", ckpt,
+    printf("export: %s (the %s weights of %s, %zu parameters, %s)\n", out, info.used_ema ? "EMA" : "plain", ckpt,
            sparq_params_count(sparq_dit_params(dit)), dtype);
   sparq_dit_free(dit);
   sparq_diffusion_free(&diff);

@@ -26,11 +26,12 @@ int cli_sample_opts(cli_sample_flags *f, cli_opt *opts) {
   opts[n++] = (cli_opt){"seed", CLI_INT, &f->seed, 0, 9.2e18, NULL};
   opts[n++] = (cli_opt){"attn", CLI_STRING, &f->attn, 0, 0, NULL};
   opts[n++] = (cli_opt){"raw", CLI_BOOL, &f->raw, 0, 0, NULL};
+  opts[n++] = (cli_opt){"beta", CLI_DOUBLE, &f->beta, 1e-6, 1, NULL};
   return n;
 }
 
-int cli_load_dit(const char *path, bool raw, sparq_dit **out, sparq_diffusion *diff, bool *used_ema) {
-  if (used_ema) *used_ema = false;
+int cli_load_dit(const char *path, bool raw, sparq_dit **out, sparq_diffusion *diff, cli_dit_info *info) {
+  cli_dit_info found = {0};
   sparq_safetensors *st = NULL;
   sparq_dit_config cfg;
   *out = NULL;
@@ -41,6 +42,8 @@ int cli_load_dit(const char *path, bool raw, sparq_dit **out, sparq_diffusion *d
   }
   /* a training checkpoint carries the EMA weights as "ema.<name>": DiT samples with those */
   const bool has_ema = sparq_safetensors_find(st, "ema.x_embedder.proj.weight") != NULL;
+  const char *guidance = sparq_safetensors_metadata(st, "guidance");
+  found.gft = guidance && !strcmp(guidance, "gft");
   sparq_safetensors_close(st);
   sparq_dit *dit = NULL;
   if (sparq_dit_create(&cfg, 0, &dit)) {
@@ -57,7 +60,7 @@ int cli_load_dit(const char *path, bool raw, sparq_dit **out, sparq_diffusion *d
       const sparq_ckpt_state state = {"ema.", ema, pl->numel};
       s = sparq_checkpoint_load_states(path, pl, &state, 1, NULL);
       if (!s) memcpy(pl->data, ema, pl->numel * sizeof *ema);
-      if (!s && used_ema) *used_ema = true;
+      found.used_ema = !s;
       sparq_free(ema);
     }
   } else {
@@ -69,6 +72,7 @@ int cli_load_dit(const char *path, bool raw, sparq_dit **out, sparq_diffusion *d
     return cli_fail_last_error();
   }
   *out = dit;
+  if (info) *info = found;
   return CLI_OK;
 }
 
@@ -130,6 +134,18 @@ int cli_dit_sample(sparq_dit *dit, const sparq_diffusion *diff, const cli_sample
   if (!sparq_attn_variant_from_name(f->attn, &attn))
     return cli_usage_error("sample", "unknown --attn variant '%s'", f->attn);
   sc.steps = f->steps, sc.cfg_scale = (float)f->cfg, sc.eta = (float)f->eta, sc.seed = (uint64_t)f->seed + 1;
+  if (f->beta > 0 && !f->gft) return cli_usage_error("sample", "--beta needs a GFT checkpoint (train dit --guidance gft)");
+  /* GFT: guidance is the model's own temperature input, beta = 1 / w, one
+   * network evaluation per step (spec gft.md section 5) */
+  const double beta = f->beta > 0 ? f->beta : 1.0 / f->cfg;
+  if (f->gft && !(beta > 0 && beta <= 1))
+    return cli_usage_error("sample", "GFT samples with beta in (0, 1] (cfg w >= 1); got beta %g", beta);
+  float *betas = NULL;
+  if (f->gft) {
+    if (!(betas = sparq_alloc((size_t)n * sizeof *betas, "GFT temperatures"))) return cli_fail_last_error();
+    for (int64_t i = 0; i < n; i++) betas[i] = (float)beta;
+    sc.cfg_scale = 1.0f, sc.extra = betas, sc.extra_uncond = 1.0f;
+  }
   for (int64_t i = 0; i < n; i++) labels[i] = fixed_class >= 0 ? fixed_class : (int32_t)(i % c->num_classes);
   sparq_rng rng = sparq_rng_make((uint64_t)f->seed, 0x6e6f697365u /* "noise" */);
   const int64_t dim = c->in_channels * c->input_size * c->input_size;
@@ -143,6 +159,7 @@ int cli_dit_sample(sparq_dit *dit, const sparq_diffusion *diff, const cli_sample
   if (!s) s = g.status;
   if (!s && gif_path && g.frames) s = sparq_gif_write(gif_path, g.frames, g.nframes, g.h, g.w, 1, 8, true);
   free(g.frames);
+  sparq_free(betas);
   return s ? cli_fail_last_error() : CLI_OK;
 }
 
@@ -186,7 +203,9 @@ int cli_sample(int argc, char **argv) {
   if (!grid && !npy && !gif) return cli_usage_error("sample", "give at least one of --grid, --npy, --gif");
   sparq_dit *dit = NULL;
   sparq_diffusion diff = {0};
-  if ((rc = cli_load_dit(f.ckpt, f.raw, &dit, &diff, NULL))) return rc;
+  cli_dit_info info;
+  if ((rc = cli_load_dit(f.ckpt, f.raw, &dit, &diff, &info))) return rc;
+  f.gft = info.gft;
   const sparq_dit_config *c = sparq_dit_get_config(dit);
   int32_t fixed = -1;
   const int64_t dim = c->in_channels * c->input_size * c->input_size;
@@ -200,9 +219,12 @@ int cli_sample(int argc, char **argv) {
   sparq_sample_stats stats = {0};
   if (!rc) rc = cli_dit_sample(dit, &diff, &f, fixed, f.n, x, labels, gif, &stats);
   if (!rc) {
-    printf("sample: %" PRId64 " images, %s %" PRId64 " steps, cfg %.3g, attention %s: NFE %" PRId64
+    char guide[64];
+    if (f.gft) snprintf(guide, sizeof guide, "GFT beta %.3g", f.beta > 0 ? f.beta : 1.0 / f.cfg);
+    else snprintf(guide, sizeof guide, "cfg %.3g", f.cfg);
+    printf("sample: %" PRId64 " images, %s %" PRId64 " steps, %s, attention %s: NFE %" PRId64
            " per image (%" PRId64 " network calls), %.2f s (%.4f s per image)\n",
-           f.n, f.sampler, f.steps, f.cfg, f.attn, stats.nfe, stats.calls, stats.seconds,
+           f.n, f.sampler, f.steps, guide, f.attn, stats.nfe, stats.calls, stats.seconds,
            stats.seconds / (double)f.n);
     if (grid && c->in_channels == 1)
       rc = write_grid(grid, x, labels, f.n, (int)c->input_size, c->num_classes == SPARQ_FASHION_MNIST_CLASSES);

@@ -12,10 +12,39 @@ cli_dit_flags cli_dit_flags_default(void) {
   /* The Fashion-MNIST setting of spec gft.md 8.2: patch 4 (49 tokens),
    * width 128, depth 4, 4 heads, DDPM linear schedule, eps-prediction,
    * p_uncond 0.1, EMA 0.999. */
-  return (cli_dit_flags){.data = "fashion-mnist", .schedule = "vp", .pred = "eps", .patch = 4, .dim = 128,
+  return (cli_dit_flags){.data = "fashion-mnist", .schedule = "vp", .pred = "eps", .guidance = "cfg", .patch = 4,
+                         .dim = 128,
                          .depth = 4, .heads = 4, .steps = 8000, .batch = 128, .lr = 1e-3, .min_lr = -1,
                          .warmup = 200, .wd = 0.0, .clip = 1.0, .ema = 0.999, .p_uncond = 0.1, .eval_every = 500,
                          .eval_batches = 4, .ckpt_every = 500, .seed = 0};
+}
+
+/* GFT's beta input (spec gft.md section 4): the sinusoidal embedding of
+ * 1000 beta at width 512. */
+#define GFT_EXTRA_DIM 512
+#define GFT_EXTRA_SCALE 1000.0f
+
+/* --init: the new model starts from a checkpoint's (EMA) weights, taking
+ * its architecture and formulation; a GFT model gets a zero beta
+ * projection, so at step 0 it is exactly the CFG model (spec 9.5). */
+static int init_from(const cli_dit_flags *f, bool gft, sparq_dit **out, sparq_diffusion *diff) {
+  sparq_dit *src = NULL;
+  int rc = cli_load_dit(f->init, false, &src, diff, NULL);
+  if (rc) return rc;
+  sparq_dit_config cfg = *sparq_dit_get_config(src);
+  if (gft && cfg.extra_dim == 0) cfg.extra_dim = GFT_EXTRA_DIM, cfg.extra_scale = GFT_EXTRA_SCALE;
+  if (sparq_dit_create(&cfg, (uint64_t)f->seed, out)) {
+    sparq_dit_free(src);
+    return cli_fail_last_error();
+  }
+  sparq_param_list *dst = sparq_dit_params(*out);
+  const size_t copied = sparq_params_copy_matching(dst, sparq_dit_params(src));
+  const size_t fresh = dst->count - copied;
+  sparq_dit_free(src);
+  if (fresh > 1 || (fresh == 1 && !sparq_params_find(dst, "t_embedder.cond_proj.weight")))
+    return cli_fail("%s: %zu of the model's tensors are not in the checkpoint", f->init, fresh);
+  if (fresh == 1) sparq_dit_zero_extra(*out);
+  return CLI_OK;
 }
 
 /* The DiT of a run: created from the flags, or from the checkpoint's
@@ -40,6 +69,8 @@ static int make_dit(const cli_dit_flags *f, int64_t channels, int64_t side, spar
     cfg.num_heads = f->heads;
     cfg.num_classes = SPARQ_FASHION_MNIST_CLASSES;
     cfg.class_dropout_prob = (float)f->p_uncond;
+    /* from scratch the beta projection keeps its N(0, 0.02) initialisation */
+    if (!strcmp(f->guidance, "gft")) cfg.extra_dim = GFT_EXTRA_DIM, cfg.extra_scale = GFT_EXTRA_SCALE;
   }
   if (sparq_dit_create(&cfg, (uint64_t)f->seed, out)) return cli_fail_last_error();
   return CLI_OK;
@@ -61,11 +92,18 @@ int cli_train_dit_run(const cli_dit_flags *f, sparq_train_result *result, bool q
   sparq_dit *dit = NULL;
   sparq_diffusion diff = {0};
   sparq_dit_task task = {0};
-  int rc = make_dit(f, 1, train.side, &dit);
-  if (!rc && sparq_diffusion_init(&diff, kind, pred)) rc = cli_fail_last_error();
+  const bool gft = !strcmp(f->guidance, "gft");
+  int rc;
+  if (f->init && !f->resume) {
+    rc = init_from(f, gft, &dit, &diff);
+  } else {
+    rc = make_dit(f, 1, train.side, &dit);
+    if (!rc && sparq_diffusion_init(&diff, kind, pred)) rc = cli_fail_last_error();
+  }
   if (!rc && sparq_dit_task_init(&task, dit, &diff, train.images, train.labels, train.n, test.images, test.labels,
                                  test.n, f->batch, (float)f->p_uncond, f->eval_batches, (uint64_t)f->seed + 1))
     rc = cli_fail_last_error();
+  if (!rc && gft && sparq_dit_task_set_gft(&task)) rc = cli_fail_last_error();
   if (!rc) {
     sparq_trainable model;
     sparq_dit_task_trainable(&task, &model);
@@ -81,11 +119,12 @@ int cli_train_dit_run(const cli_dit_flags *f, sparq_train_result *result, bool q
     if (!quiet)
       printf("train dit: Fashion-MNIST %" PRId64 " train / %" PRId64 " held-out images, DiT patch %" PRId64
              " (%" PRId64 " tokens), dim %" PRId64 ", depth %" PRId64 ", %" PRId64 " heads, %.2fM parameters, "
-             "%s %s, batch %" PRId64 ", p_uncond %.2f, EMA %.4g, %d threads\n",
+             "%s %s, %s, batch %" PRId64 ", p_uncond %.2f, EMA %.4g, %d threads%s%s\n",
              train.n, test.n, c->patch_size, (c->input_size / c->patch_size) * (c->input_size / c->patch_size),
              c->hidden_size, c->depth, c->num_heads, (double)sparq_params_count(model.params) / 1e6,
-             sparq_diff_kind_name(kind), sparq_diff_pred_name(pred), f->batch, f->p_uncond, f->ema,
-             sparq_threads());
+             sparq_diff_kind_name(diff.kind), sparq_diff_pred_name(diff.pred), gft ? "GFT" : "CFG", f->batch,
+             f->p_uncond, f->ema, sparq_threads(), f->init && !f->resume ? ", from " : "",
+             f->init && !f->resume ? f->init : "");
     sparq_train_result res;
     if (sparq_train_run(&tc, &model, &res)) {
       rc = cli_fail_last_error();
@@ -112,6 +151,8 @@ int cli_train_dit(int argc, char **argv) {
       {"data", CLI_CHOICE, &f.data, 0, 0, "fashion-mnist|toy2d"},
       {"data-dir", CLI_STRING, &f.data_dir, 0, 0, NULL},
       {"schedule", CLI_CHOICE, &f.schedule, 0, 0, "vp|edm"},
+      {"guidance", CLI_CHOICE, &f.guidance, 0, 0, "cfg|gft"},
+      {"init", CLI_STRING, &f.init, 0, 0, NULL},
       {"pred", CLI_CHOICE, &f.pred, 0, 0, "eps|x0|v"},
       {"patch", CLI_INT, &f.patch, 1, 28, NULL},
       {"dim", CLI_INT, &f.dim, 1, 4096, NULL},

@@ -18,17 +18,20 @@ static const float kScales[] = {1.0f, 2.0f, 4.0f};
 /* Scores the learned model's DDIM samples of class 0 at scale w against the
  * exact-CFG DDIM reference from the same noise (spec 8.1 metrics ii-vii). */
 static sparq_status sample_metrics(const sparq_toy2d *toy, const sparq_diffusion *d, sparq_denoiser *net,
-                                   sparq_denoiser *exact, float w, sparq_toy_sample_metrics *out) {
-  float x[2 * EVAL_SAMPLES], ref[2 * EVAL_SAMPLES];
+                                   sparq_denoiser *exact, float w, bool gft, sparq_toy_sample_metrics *out) {
+  float x[2 * EVAL_SAMPLES], ref[2 * EVAL_SAMPLES], beta[EVAL_SAMPLES];
   int32_t y[EVAL_SAMPLES];
-  for (int i = 0; i < EVAL_SAMPLES; i++) y[i] = 0;
+  for (int i = 0; i < EVAL_SAMPLES; i++) y[i] = 0, beta[i] = 1.0f / w;
   sparq_rng rng = sparq_rng_make(7, 0x6e6f697365u);
   sparq_rng_fill_normal(&rng, x, 2 * EVAL_SAMPLES, 0.0f, 1.0f);
   memcpy(ref, x, sizeof x);
   sparq_sample_config sc = sparq_sample_config_default();
-  sc.cfg_scale = w;
+  /* GFT guides through its temperature input, beta = 1 / w, one NFE per step */
+  sc.cfg_scale = gft ? 1.0f : w;
+  sc.extra = gft ? beta : NULL;
   sparq_sample_stats st;
   sparq_status s = sparq_diffusion_sample(d, net, &sc, y, EVAL_SAMPLES, x, &st);
+  sc.cfg_scale = w, sc.extra = NULL;
   sc.steps = 500; /* the spec's reference: exact eps, DDIM 500 steps */
   if (!s) s = sparq_diffusion_sample(d, exact, &sc, y, EVAL_SAMPLES, ref, NULL);
   if (!s) s = sparq_toy_sample_metrics_eval(toy, 0, x, EVAL_SAMPLES, ref, EVAL_SAMPLES, &st, out);
@@ -48,6 +51,9 @@ int cli_train_toy2d(const cli_dit_flags *f) {
   sparq_toy_mlp_config mc = sparq_toy_mlp_config_default();
   sparq_toy_task_config tcfg = sparq_toy_task_config_default();
   tcfg.batch = f->batch, tcfg.p_uncond = (float)f->p_uncond;
+  const bool gft = !strcmp(f->guidance, "gft");
+  if (f->init) return cli_usage_error("train", "--init is for --data fashion-mnist");
+  if (gft) mc.gft = true, tcfg.objective = SPARQ_TOY_OBJ_GFT;
   int rc = CLI_OK;
   if (f->resume) {
     char path[4200];
@@ -69,10 +75,10 @@ int cli_train_toy2d(const cli_dit_flags *f) {
     tc.eval_every = f->eval_every, tc.ckpt_every = f->ckpt_every;
     tc.seed = (uint64_t)f->seed, tc.out_dir = f->out, tc.resume = f->resume;
     printf("train dit --data toy2d: %d classes, %d components, MLP %" PRId64 " x %" PRId64 " SiLU (%.1fk "
-           "parameters), %s %s, batch %" PRId64 ", p_uncond %.2f, %" PRId64 " steps, lr %.3g, EMA %.4g\n",
+           "parameters), %s %s, %s, batch %" PRId64 ", p_uncond %.2f, %" PRId64 " steps, lr %.3g, EMA %.4g\n",
            SPARQ_TOY2D_CLASSES, toy.ncomp, mc.depth, mc.hidden, (double)sparq_params_count(model.params) / 1e3,
-           sparq_diff_kind_name(kind), sparq_diff_pred_name(pred), tcfg.batch, tcfg.p_uncond, tc.steps, tc.lr,
-           tc.ema);
+           sparq_diff_kind_name(kind), sparq_diff_pred_name(pred), mc.gft ? "GFT" : "CFG", tcfg.batch,
+           tcfg.p_uncond, tc.steps, tc.lr, tc.ema);
     sparq_train_result res;
     if (sparq_train_run(&tc, &model, &res)) rc = cli_fail_last_error();
     else
@@ -95,10 +101,11 @@ int cli_train_toy2d(const cli_dit_flags *f) {
     for (size_t i = 0; i < N_SCALES && !rc; i++) {
       sparq_toy_eps_config ec = sparq_toy_eps_config_default();
       ec.w = kScales[i];
+      ec.gft = mc.gft;
       sparq_toy_eps_error err;
       sparq_toy_sample_metrics sm;
       if (sparq_toy_eps_error_eval(&toy, &diff, &net, -1, &ec, &err) ||
-          sample_metrics(&toy, &diff, &net, &exact, kScales[i], &sm)) {
+          sample_metrics(&toy, &diff, &net, &exact, kScales[i], mc.gft, &sm)) {
         rc = cli_fail_last_error();
         break;
       }

@@ -63,6 +63,26 @@ sparq_status sparq_dit_task_init(sparq_dit_task *t, sparq_dit *dit, const sparq_
   for (size_t i = 0; i < dn && t->meta_count < 20; i++) t->meta[t->meta_count++] = dm[i];
   task_meta(t, "schedule", sparq_diff_kind_name(diff->kind));
   task_meta(t, "pred", sparq_diff_pred_name(diff->pred));
+  task_meta(t, "guidance", "cfg");
+  return SPARQ_OK;
+}
+
+sparq_status sparq_dit_task_set_gft(sparq_dit_task *t) {
+  const sparq_dit_config *c = sparq_dit_get_config(t->dit);
+  if (c->extra_dim < 1)
+    return sparq_fail(SPARQ_ERR_ARG, "train dit --guidance gft: the DiT has no gft_beta input (extra_dim 0)");
+  if (!(c->class_dropout_prob > 0.0f))
+    return sparq_fail(SPARQ_ERR_ARG, "train dit --guidance gft: the unconditional pass needs the null class");
+  const size_t rows = (size_t)t->batch, fl = rows * (size_t)t->dim;
+  t->beta = sparq_alloc(rows * sizeof(float), "GFT batch");
+  t->beta_in = sparq_alloc(rows * sizeof(float), "GFT batch");
+  t->ones = sparq_alloc(rows * sizeof(float), "GFT batch");
+  t->null_y = sparq_alloc(rows * sizeof(int32_t), "GFT batch");
+  t->out_u = sparq_alloc(fl * sizeof(float), "GFT batch");
+  if (!t->beta || !t->beta_in || !t->ones || !t->null_y || !t->out_u) return SPARQ_ERR_NOMEM;
+  for (size_t i = 0; i < rows; i++) t->ones[i] = 1.0f, t->null_y[i] = (int32_t)c->num_classes;
+  t->gft = true;
+  snprintf(t->meta_values[t->meta_count - 1], sizeof t->meta_values[0], "gft");
   return SPARQ_OK;
 }
 
@@ -70,8 +90,10 @@ void sparq_dit_task_free(sparq_dit_task *t) {
   if (!t) return;
   sparq_free(t->x0), sparq_free(t->net_x), sparq_free(t->target), sparq_free(t->out);
   sparq_free(t->net_t), sparq_free(t->weight), sparq_free(t->y);
+  sparq_free(t->beta), sparq_free(t->beta_in), sparq_free(t->ones), sparq_free(t->null_y), sparq_free(t->out_u);
   t->x0 = t->net_x = t->target = t->out = t->net_t = t->weight = NULL;
-  t->y = NULL;
+  t->beta = t->beta_in = t->ones = t->out_u = NULL;
+  t->y = t->null_y = NULL;
 }
 
 /* Rows drawn uniformly from a split, labels dropped with p_uncond. */
@@ -89,11 +111,40 @@ static void draw_rows(sparq_dit_task *t, const float *images, const int32_t *lab
       if (sparq_rng_uniform(rng) < p_uncond) t->y[b] = null_class;
 }
 
+/* GFT's temperatures, one uniform per row after the rows themselves; a
+ * dropped row feeds beta = 1 to the network but keeps its draw. */
+static void draw_beta(sparq_dit_task *t, sparq_rng *rng) {
+  const int32_t null_class = (int32_t)sparq_dit_get_config(t->dit)->num_classes;
+  for (int64_t b = 0; b < t->batch; b++) {
+    t->beta[b] = sparq_rng_uniform(rng);
+    t->beta_in[b] = t->y[b] == null_class ? 1.0f : t->beta[b];
+  }
+}
+
+/* The head output the loss sees: out itself (CFG), or GFT's
+ * beta out + (1 - beta) out_u with out_u from the no-grad unconditional
+ * pass (null label, beta 1), written over out_u. */
+static sparq_status gft_prediction(sparq_dit_task *t, const float **pred) {
+  *pred = t->out;
+  if (!t->gft) return SPARQ_OK;
+  sparq_status s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->null_y, t->ones, t->batch, SPARQ_ATTN_FLASH_F32,
+                                   t->out_u);
+  if (s) return s;
+  for (int64_t b = 0; b < t->batch; b++) {
+    const float beta = t->beta[b];
+    float *u = t->out_u + b * t->dim;
+    const float *o = t->out + b * t->dim;
+    for (int64_t j = 0; j < t->dim; j++) u[j] = beta * o[j] + (1.0f - beta) * u[j];
+  }
+  *pred = t->out_u;
+  return SPARQ_OK;
+}
+
 /* mean_rows weight * mean_dim (out - target)^2, in double in row order. */
-static float batch_loss(const sparq_dit_task *t) {
+static float batch_loss(const sparq_dit_task *t, const float *pred) {
   double sum = 0.0;
   for (int64_t b = 0; b < t->batch; b++) {
-    const float *o = t->out + b * t->dim, *g = t->target + b * t->dim;
+    const float *o = pred + b * t->dim, *g = t->target + b * t->dim;
     double row = 0.0;
     for (int64_t j = 0; j < t->dim; j++) row += (double)(o[j] - g[j]) * (double)(o[j] - g[j]);
     sum += t->weight[b] * row / (double)t->dim;
@@ -104,18 +155,22 @@ static float batch_loss(const sparq_dit_task *t) {
 static sparq_status dit_train_micro(void *self, sparq_rng *rng, float dloss, float *loss) {
   sparq_dit_task *t = self;
   draw_rows(t, t->images, t->labels, t->n_images, t->p_uncond, rng);
+  if (t->gft) draw_beta(t, rng);
   sparq_status s = sparq_diffusion_training_batch(t->diff, t->x0, t->batch, t->dim, rng, t->net_x, t->net_t,
                                                   t->target, t->weight);
-  if (!s) s = sparq_dit_forward(t->dit, t->net_x, t->net_t, t->y, NULL, t->batch, t->out);
+  if (!s) s = sparq_dit_forward(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch, t->out);
+  const float *pred = NULL;
+  if (!s) s = gft_prediction(t, &pred);
   if (s) return s;
-  *loss = batch_loss(t);
-  /* d loss / d out = 2 w (out - target) / (batch dim), into the (no longer
-   * needed) target buffer */
+  *loss = batch_loss(t, pred);
+  /* d loss / d out = 2 w (pred - target) / (batch dim), times beta for GFT
+   * (d pred / d out_s = beta; nothing flows into the detached out_u), into
+   * the (no longer needed) target buffer */
   const float scale = 2.0f * dloss / (float)((double)t->batch * (double)t->dim);
   for (int64_t b = 0; b < t->batch; b++) {
-    const float k = scale * t->weight[b];
+    const float k = scale * t->weight[b] * (t->gft ? t->beta[b] : 1.0f);
     float *g = t->target + b * t->dim;
-    const float *o = t->out + b * t->dim;
+    const float *o = pred + b * t->dim;
     for (int64_t j = 0; j < t->dim; j++) g[j] = k * (o[j] - g[j]);
   }
   return sparq_dit_backward(t->dit, t->target);
@@ -127,12 +182,16 @@ static sparq_status dit_eval(void *self, float *loss) {
   double sum = 0.0;
   for (int64_t i = 0; i < t->eval_batches; i++) {
     draw_rows(t, t->val_images, t->val_labels, t->n_val, 0.0f, &rng);
+    if (t->gft) draw_beta(t, &rng);
     sparq_status s = sparq_diffusion_training_batch(t->diff, t->x0, t->batch, t->dim, &rng, t->net_x, t->net_t,
                                                     t->target, t->weight);
     if (!s)
-      s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->y, NULL, t->batch, SPARQ_ATTN_FLASH_F32, t->out);
+      s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch,
+                          SPARQ_ATTN_FLASH_F32, t->out);
+    const float *pred = NULL;
+    if (!s) s = gft_prediction(t, &pred);
     if (s) return s;
-    sum += batch_loss(t);
+    sum += batch_loss(t, pred);
   }
   *loss = (float)(sum / (double)t->eval_batches);
   return SPARQ_OK;

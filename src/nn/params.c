@@ -97,3 +97,18 @@ size_t sparq_params_count(const sparq_param_list *pl) {
   for (size_t i = 0; pl && i < pl->count; i++) n += pl->items[i].numel;
   return n;
 }
+
+size_t sparq_params_copy_matching(sparq_param_list *dst, const sparq_param_list *src) {
+  size_t copied = 0;
+  for (size_t i = 0; i < dst->count; i++) {
+    sparq_param *d = &dst->items[i];
+    const sparq_param *s = sparq_params_find(src, d->name);
+    if (!s || s->ndim != d->ndim) continue;
+    bool same = true;
+    for (int k = 0; k < d->ndim; k++) same = same && s->shape[k] == d->shape[k];
+    if (!same) continue;
+    memcpy(d->data, s->data, d->numel * sizeof *d->data);
+    copied++;
+  }
+  return copied;
+}
