@@ -160,12 +160,13 @@ static void test_resume_is_bit_exact(void **state) {
   check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, 0.0f, "adamw");
 }
 
-/* SignGD with Signum momentum: the momentum buffer travels in the checkpoint. */
+/* The weights' EMA travels in the checkpoint and in ema.safetensors. */
 static void test_resume_with_ema(void **state) {
   (void)state;
   check_resume(SPARQ_OPTIM_ADAMW, 0.0f, 3e-3f, 0.9f, "adamw-ema");
 }
 
+/* SignGD with Signum momentum: the momentum buffer travels in the checkpoint. */
 static void test_resume_signgd_momentum(void **state) {
   (void)state;
   check_resume(SPARQ_OPTIM_SIGNGD, 0.9f, 4e-3f, 0.0f, "signum");
@@ -190,6 +191,35 @@ static sparq_status nan_eval(void *self, float *loss) {
   (void)self;
   *loss = 1.0f;
   return SPARQ_OK;
+}
+
+static void extra_fields(void *self, char *buf, size_t size) {
+  nan_model *m = self;
+  snprintf(buf, size, ",\"calls\":%d", m->calls);
+}
+
+/* A model's own per-step fields join the step records. */
+static void test_log_extra_fields(void **state) {
+  (void)state;
+  nan_model m = {.bad = -1};
+  int64_t shape[2] = {4, 4};
+  assert_int_equal(sparq_params_add(&m.pl, "w", 2, shape), SPARQ_OK);
+  assert_int_equal(sparq_params_allocate(&m.pl), SPARQ_OK);
+  sparq_trainable t = {.self = &m, .params = &m.pl, .train_micro = nan_micro, .eval = nan_eval,
+                       .log_extra = extra_fields};
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, "%s/train_loop/extra", SPARQ_TEST_TMP);
+  sparq_train_config c = base_config(dir);
+  c.steps = 3, c.accum = 2;
+  assert_int_equal(sparq_train_run(&c, &t, NULL), SPARQ_OK);
+  snprintf(path, sizeof path, "%s/log.jsonl", dir);
+  size_t n = 0;
+  char *log = test_slurp(path, &n);
+  assert_non_null(strstr(log, "{\"step\":1,\"loss\":1.000000,"));
+  assert_non_null(strstr(log, ",\"calls\":2}\n{\"step\":2,"));
+  assert_non_null(strstr(log, ",\"calls\":6}\n"));
+  free(log);
+  sparq_params_free(&m.pl);
 }
 
 static void test_nan_stops_the_run(void **state) {
@@ -244,6 +274,7 @@ int main(void) {
       cmocka_unit_test(test_resume_is_bit_exact),
       cmocka_unit_test(test_resume_with_ema),
       cmocka_unit_test(test_resume_signgd_momentum),
+      cmocka_unit_test(test_log_extra_fields),
       cmocka_unit_test(test_nan_stops_the_run),
       cmocka_unit_test(test_bad_config),
   };

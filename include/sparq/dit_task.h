@@ -35,6 +35,8 @@ typedef struct sparq_dit_task {
   uint64_t eval_seed;            /* the held-out rows, times and noise come from this seed, the same every time */
   int64_t dim;                   /* C * H * W */
   bool gft;                      /* Guidance-free training (sparq_dit_task_set_gft) */
+  double gft_loss_s, gft_loss_u; /* sums over the step's micro-batches of the two logged losses */
+  int64_t gft_micros;
   /* batch-sized buffers, owned */
   float *x0, *net_x, *net_t, *target, *weight, *out;
   float *beta, *beta_in, *out_u, *ones; /* GFT only */
@@ -62,7 +64,10 @@ void sparq_dit_task_free(sparq_dit_task *task);
  * inference forward with (null label, 1) that stores nothing; the loss is
  * the weighted MSE of eps^ against the target, so d loss / d out_s carries
  * the factor beta and nothing flows into out_u. The held-out loss uses the
- * same rule with fixed draws. Checkpoints record "guidance" = "gft". */
+ * same rule with fixed draws. Checkpoints record "guidance" = "gft". Each
+ * step record of the log gains "loss_s" and "loss_u": the same weighted MSE
+ * of out_s and of out_u alone against the target (spec section 3 step 7;
+ * no gradient), averaged over the step's micro-batches. */
 sparq_status sparq_dit_task_set_gft(sparq_dit_task *task);
 
 /* The trainable view. A micro-batch draws `batch` training images

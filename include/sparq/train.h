@@ -172,6 +172,11 @@ typedef struct sparq_trainable {
   /* The held-out loss; must be deterministic (same value every call for the
    * same parameters). */
   sparq_status (*eval)(void *self, float *loss);
+  /* Optional (may be NULL): the model's own fields for the step record,
+   * written into buf as ',"key":value' pairs (e.g. GFT's two extra
+   * losses), called once per step after the optimizer; it may reset what it
+   * accumulated over the step's micro-batches. */
+  void (*log_extra)(void *self, char *buf, size_t size);
   int64_t tokens_per_micro; /* for the tokens/s figure (0: not shown) */
   const sparq_ckpt_alias *aliases; /* written into every checkpoint */
   size_t alias_count;

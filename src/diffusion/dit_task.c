@@ -111,6 +111,8 @@ static void draw_rows(sparq_dit_task *t, const float *images, const int32_t *lab
       if (sparq_rng_uniform(rng) < p_uncond) t->y[b] = null_class;
 }
 
+static float batch_loss(const sparq_dit_task *t, const float *pred);
+
 /* GFT's temperatures, one uniform per row after the rows themselves; a
  * dropped row feeds beta = 1 to the network but keeps its draw. */
 static void draw_beta(sparq_dit_task *t, sparq_rng *rng) {
@@ -123,13 +125,19 @@ static void draw_beta(sparq_dit_task *t, sparq_rng *rng) {
 
 /* The head output the loss sees: out itself (CFG), or GFT's
  * beta out + (1 - beta) out_u with out_u from the no-grad unconditional
- * pass (null label, beta 1), written over out_u. */
-static sparq_status gft_prediction(sparq_dit_task *t, const float **pred) {
+ * pass (null label, beta 1), written over out_u. With log, the two extra
+ * losses of out_s and out_u alone are added to the step's sums first. */
+static sparq_status gft_prediction(sparq_dit_task *t, bool log, const float **pred) {
   *pred = t->out;
   if (!t->gft) return SPARQ_OK;
   sparq_status s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->null_y, t->ones, t->batch, SPARQ_ATTN_FLASH_F32,
                                    t->out_u);
   if (s) return s;
+  if (log) {
+    t->gft_loss_s += batch_loss(t, t->out);
+    t->gft_loss_u += batch_loss(t, t->out_u);
+    t->gft_micros++;
+  }
   for (int64_t b = 0; b < t->batch; b++) {
     const float beta = t->beta[b];
     float *u = t->out_u + b * t->dim;
@@ -160,7 +168,7 @@ static sparq_status dit_train_micro(void *self, sparq_rng *rng, float dloss, flo
                                                   t->target, t->weight);
   if (!s) s = sparq_dit_forward(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch, t->out);
   const float *pred = NULL;
-  if (!s) s = gft_prediction(t, &pred);
+  if (!s) s = gft_prediction(t, true, &pred);
   if (s) return s;
   *loss = batch_loss(t, pred);
   /* d loss / d out = 2 w (pred - target) / (batch dim), times beta for GFT
@@ -189,12 +197,21 @@ static sparq_status dit_eval(void *self, float *loss) {
       s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch,
                           SPARQ_ATTN_FLASH_F32, t->out);
     const float *pred = NULL;
-    if (!s) s = gft_prediction(t, &pred);
+    if (!s) s = gft_prediction(t, false, &pred);
     if (s) return s;
     sum += batch_loss(t, pred);
   }
   *loss = (float)(sum / (double)t->eval_batches);
   return SPARQ_OK;
+}
+
+static void dit_log_extra(void *self, char *buf, size_t size) {
+  sparq_dit_task *t = self;
+  if (!t->gft || t->gft_micros == 0) return;
+  snprintf(buf, size, ",\"loss_s\":%.6f,\"loss_u\":%.6f", t->gft_loss_s / (double)t->gft_micros,
+           t->gft_loss_u / (double)t->gft_micros);
+  t->gft_loss_s = t->gft_loss_u = 0.0;
+  t->gft_micros = 0;
 }
 
 void sparq_dit_task_trainable(sparq_dit_task *t, sparq_trainable *out) {
@@ -203,6 +220,7 @@ void sparq_dit_task_trainable(sparq_dit_task *t, sparq_trainable *out) {
   out->params = sparq_dit_params(t->dit);
   out->train_micro = dit_train_micro;
   out->eval = dit_eval;
+  out->log_extra = dit_log_extra;
   out->tokens_per_micro = t->batch; /* images: the progress line counts samples/s */
   out->meta = t->meta;
   out->meta_count = t->meta_count;

@@ -299,10 +299,12 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
     rs.step++;
     double dt = sparq_now() - t0;
     double tps = m->tokens_per_micro > 0 ? (double)(m->tokens_per_micro * c->accum) / dt : 0.0;
+    char fields[256] = "";
+    if (m->log_extra) m->log_extra(m->self, fields, sizeof fields);
     snprintf(line, sizeof line,
              "{\"step\":%" PRId64 ",\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,"
-             "\"elapsed\":%.3f}\n",
-             rs.step, loss, lr, norm, tps, sparq_now() - t_start);
+             "\"elapsed\":%.3f%s}\n",
+             rs.step, loss, lr, norm, tps, sparq_now() - t_start, fields);
     if ((s = log_line(rs.path_log, line))) break;
     res.last_loss = loss;
     bool last = rs.step == end;
