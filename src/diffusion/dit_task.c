@@ -82,7 +82,8 @@ sparq_status sparq_dit_task_set_gft(sparq_dit_task *t) {
   if (!t->beta || !t->beta_in || !t->ones || !t->null_y || !t->out_u) return SPARQ_ERR_NOMEM;
   for (size_t i = 0; i < rows; i++) t->ones[i] = 1.0f, t->null_y[i] = (int32_t)c->num_classes;
   t->gft = true;
-  snprintf(t->meta_values[t->meta_count - 1], sizeof t->meta_values[0], "gft");
+  for (size_t i = 0; i < t->meta_count; i++)
+    if (!strcmp(t->meta[i].key, "guidance")) snprintf(t->meta_values[i], sizeof t->meta_values[i], "gft");
   return SPARQ_OK;
 }
 

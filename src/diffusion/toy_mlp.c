@@ -1,6 +1,5 @@
 /* The toy MLP's config, parameters and checkpoint description. The
  * forward and backward are in toy_mlp_forward.c. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

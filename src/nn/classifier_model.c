@@ -1,7 +1,6 @@
 /* The evaluation classifier's construction: config, parameters under
  * PyTorch's names, PyTorch's default initialisation, buffers, and the
  * checkpoint description, loading and parameter-only saving. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,6 @@
 /* DiT construction: config and its checkpoint metadata, the parameters
  * under DiT's state_dict names (in its order), create/free and the small
  * accessors. Initialisation lives in dit_init.c, buffers in dit_buffers.c. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

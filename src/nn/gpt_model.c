@@ -1,6 +1,5 @@
 /* GPT construction: config, parameters under nanoGPT's names, nanoGPT's
  * initialisation, activation buffers, checkpoint description. */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

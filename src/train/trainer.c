@@ -63,7 +63,10 @@ static sparq_status make_dirs(const char *path) {
   return SPARQ_OK;
 }
 
-static bool uses_state(const sparq_train_config *c);
+/* AdamW keeps its moments, Signum its momentum (in exp_avg) in rs->adam. */
+static bool uses_state(const sparq_train_config *c) {
+  return c->optim == SPARQ_OPTIM_ADAMW || c->momentum > 0;
+}
 
 typedef struct run_state {
   int64_t step; /* completed optimizer steps */
@@ -85,11 +88,6 @@ static size_t run_states(const sparq_train_config *c, const sparq_trainable *m, 
   }
   if (rs->ema) out[n++] = (sparq_ckpt_state){EMA_PREFIX, rs->ema, m->params->numel};
   return n;
-}
-
-/* AdamW keeps its moments, Signum its momentum (in exp_avg) in rs->adam. */
-static bool uses_state(const sparq_train_config *c) {
-  return c->optim == SPARQ_OPTIM_ADAMW || c->momentum > 0;
 }
 
 static sparq_status save_checkpoint(const sparq_train_config *c, const sparq_trainable *m, run_state *rs) {
