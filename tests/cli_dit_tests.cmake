@@ -29,7 +29,7 @@ sparq_cli_test(sample_no_output 2 ARGS sample --ckpt ${DIT_RUN}/ckpt.safetensors
 sparq_cli_test(sample_not_a_ckpt 1 ARGS sample --ckpt ${CMAKE_CURRENT_SOURCE_DIR}/CMakeLists.txt --npy ${SPARQ_TEST_TMP}/x.npy
   STDERR_ONE_LINE STDERR_REGEX "^sparq: .*CMakeLists.txt")
 sparq_cli_test(eval_fd_json 0 ARGS eval fd --ckpt ${DIT_RUN}/ema.safetensors --n 20 --steps 2 --cfg 1,2 --json
-  STDOUT_REGEX "\"what\":\"train images\".*\n\\{\"cfg\":1,\"n\":20,\"fd\":[0-9.]+,\"acc\":[0-9.]+,\"is\":[0-9.]+,\"nfe\":2,.*\n\\{\"cfg\":2,.*\"nfe\":4,")
+  STDOUT_REGEX "\"what\":\"train images\".*\n\\{\"model\":\"[^\"]*ema.safetensors\",\"guidance\":\"cfg\",\"beta\":1,\"cfg\":1,\"n\":20,\"fd\":[0-9.]+,\"acc\":[0-9.]+,\"is\":[0-9.]+,\"nfe\":2,.*\n\\{[^\n]*\"beta\":0.5,\"cfg\":2,.*\"nfe\":4,")
 sparq_cli_test(eval_fd_bad_scales 2 ARGS eval fd --ckpt ${DIT_RUN}/ema.safetensors --cfg 1,x STDERR_REGEX "--cfg takes")
 set_tests_properties(cli_sample_cfg cli_sample_heun_sage cli_sample_bad_class cli_sample_no_output cli_eval_fd_json
   cli_eval_fd_bad_scales PROPERTIES FIXTURES_REQUIRED dit_run)
@@ -68,7 +68,17 @@ sparq_cli_test(sample_gft_cfg 0 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-gft/ckp
   --n 4 --npy ${SPARQ_TEST_TMP}/dit-gft.npy STDOUT_REGEX "GFT beta 0.25, .*NFE 3 per image")
 sparq_cli_test(sample_gft_beta_above_one 2 ARGS sample --ckpt ${SPARQ_TEST_TMP}/dit-gft/ckpt.safetensors --cfg 0.5
   --npy ${SPARQ_TEST_TMP}/dit-gft.npy STDERR_REGEX "beta in \\(0, 1\\]")
-set_tests_properties(cli_sample_gft_beta cli_sample_gft_cfg cli_sample_gft_beta_above_one PROPERTIES FIXTURES_REQUIRED dit_gft)
+# GFT and CFG side by side on the same sweep: CFG at w = 1/beta with 2 NFE
+# per step, GFT at beta with 1.
+sparq_cli_test(eval_fd_gft_vs_cfg 0 ARGS eval fd --ckpt ${DIT_RUN}/ema.safetensors,${SPARQ_TEST_TMP}/dit-gft/ema.safetensors
+  --beta 1,0.5 --n 20 --steps 2
+  STDOUT_REGEX "\n +1.000 +1  cfg .* 2 .*dit-run/ema.safetensors\n +1.000 +1  gft .* 2 .*dit-gft/ema.safetensors\n +0.500 +2  cfg .* 4 .*\n +0.500 +2  gft .* 2 .*summary.*\\[2\\] vs \\[1\\]: best FD ratio [0-9.]+, largest accuracy gap at matched beta [0-9.]+ points, sampling time ratio [0-9.]+")
+sparq_cli_test(eval_fd_beta_above_one 2 ARGS eval fd --ckpt ${SPARQ_TEST_TMP}/dit-gft/ema.safetensors --beta 1,1.5
+  STDERR_REGEX "--beta takes .* in \\(0, 1\\]")
+sparq_cli_test(eval_fd_beta_and_cfg 2 ARGS eval fd --ckpt ${SPARQ_TEST_TMP}/dit-gft/ema.safetensors --beta 1 --cfg 2
+  STDERR_REGEX "give one")
+set_tests_properties(cli_sample_gft_beta cli_sample_gft_cfg cli_sample_gft_beta_above_one cli_eval_fd_gft_vs_cfg
+  cli_eval_fd_beta_above_one cli_eval_fd_beta_and_cfg PROPERTIES FIXTURES_REQUIRED dit_gft)
 sparq_cli_test(sample_beta_needs_gft 2 ARGS sample --ckpt ${DIT_RUN}/ckpt.safetensors --beta 0.5
   --npy ${SPARQ_TEST_TMP}/x.npy STDERR_REGEX "--beta needs a GFT checkpoint")
 set_tests_properties(cli_sample_beta_needs_gft PROPERTIES FIXTURES_REQUIRED dit_run)
@@ -77,3 +87,11 @@ sparq_cli_test(train_dit_gft_no_null 1 ARGS train dit --guidance gft --p-uncond 
 sparq_cli_test(train_toy2d_gft 0 ARGS --threads 1 train dit --data toy2d --guidance gft --steps 40 --batch 64
   --eval-every 20 --ema 0.9 --out ${SPARQ_TEST_TMP}/toy-gft
   STDOUT_REGEX "GFT, batch 64.*exact evaluation.*\n +2\\.0 .* 50\n")
+
+# `sparq plot` on an `eval fd --json` sweep draws FD against accuracy, one
+# curve per checkpoint (only where gnuplot is installed).
+find_program(SPARQ_GNUPLOT gnuplot)
+if(SPARQ_GNUPLOT)
+  sparq_cli_test(plot_fd_sweep 0 ARGS plot ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/fd_sweep.jsonl
+    --out ${SPARQ_TEST_TMP}/fd-sweep.png STDOUT_REGEX "plot: .*fd-sweep.png \\(FD against accuracy, 4 points")
+endif()

@@ -39,7 +39,8 @@ typedef struct sparq_dit_task {
   int64_t gft_micros;
   /* batch-sized buffers, owned */
   float *x0, *net_x, *net_t, *target, *weight, *out;
-  float *beta, *beta_in, *out_u, *ones; /* GFT only */
+  float *beta, *beta_in, *ones; /* GFT only: drawn and fed temperatures, 1 per row */
+  float *out_u; /* GFT only: the last micro-batch's unconditional pass (null label, beta 1) */
   int32_t *y, *null_y;
   sparq_metadata_entry meta[24]; /* the DiT's config + the formulation, for checkpoints */
   char meta_values[24][48];

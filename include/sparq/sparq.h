@@ -22,6 +22,7 @@
 #include "sparq/signgd.h"
 #include "sparq/dit.h"
 #include "sparq/diffusion.h"
+#include "sparq/gft.h"
 #include "sparq/dit_task.h"
 #include "sparq/toy2d.h"
 #include "sparq/toy_mlp.h"

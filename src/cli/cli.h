@@ -99,6 +99,15 @@ struct sparq_gpt;
 int cli_load_gpt(const char *path, struct sparq_gpt **out);
 /* Writes a gnuplot loss curve of a training log; prints the error. */
 int cli_plot_log(const char *log_path, const char *png_path);
+/* Writes s as a gnuplot single-quoted string (' doubled). */
+void cli_gnuplot_quote(FILE *f, const char *s);
+/* Runs `gnuplot SCRIPT`; a clear error when gnuplot is missing or fails. */
+int cli_run_gnuplot(const char *script);
+/* Whether a JSONL file holds `eval fd --json` rows (a "fd" and "acc" per
+ * model point) rather than a training log. */
+bool cli_is_fd_sweep(const char *path);
+/* FD against accuracy, one curve per checkpoint, points labelled by beta. */
+int cli_plot_fd(const char *sweep_path, const char *png_path);
 /* The demo's LM step: trains into OUT/lm, samples, plots. */
 int cli_demo_lm(const char *out);
 /* The demo's diffusion step: the shipped DiT samples a grid into OUT/dit, then its FD line. */

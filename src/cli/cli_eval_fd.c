@@ -1,6 +1,8 @@
-/* sparq eval fd: FD, class accuracy and IS-analog of a DiT's samples,
+/* sparq eval fd: FD, class accuracy and IS-analog of DiTs' samples,
  * measured with the shipped Fashion-MNIST classifier against the 10k test
- * images (spec gft.md 8.2), over a sweep of CFG scales. */
+ * images (spec gft.md 8.2), over a sweep of guidance strengths, with several
+ * checkpoints side by side on the same noise: CFG ones at w, GFT ones at
+ * beta = 1 / w (spec gft.md 8.2 "Sampling"). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,14 +13,15 @@
 #include "sparq/sparq.h"
 
 #define MAX_SCALES 32
+#define MAX_MODELS 8
 
-/* "1,1.5,2" into scales; returns the count or -1. */
-static int parse_scales(const char *s, double *out) {
+/* "1,1.5,2" into values in [lo, hi]; returns the count or -1. */
+static int parse_scales(const char *s, double *out, double lo, double hi) {
   int n = 0;
   while (*s) {
     char *end = NULL;
     double v = strtod(s, &end);
-    if (end == s || !isfinite(v) || v < 0 || v > 100 || n == MAX_SCALES) return -1;
+    if (end == s || !isfinite(v) || v < lo || v > hi || n == MAX_SCALES) return -1;
     out[n++] = v;
     if (*end == ',') end++;
     else if (*end) return -1;
@@ -60,13 +63,82 @@ static int score(sparq_classifier *cls, const sparq_feature_stats *ref, const fl
   return rc;
 }
 
+/* "a.safetensors,b.safetensors" into at most MAX_MODELS paths (in buf). */
+static int split_paths(char *buf, const char **out) {
+  int n = 0;
+  for (char *p = buf; p && *p;) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = '\0';
+    if (!*p || n == MAX_MODELS) return -1;
+    out[n++] = p;
+    p = comma ? comma + 1 : NULL;
+  }
+  return n;
+}
+
+typedef struct fd_model {
+  const char *path;
+  sparq_dit *dit;
+  sparq_diffusion diff;
+  bool gft;
+  double seconds, best_fd, best_at; /* sampling seconds over the sweep; best FD and its beta */
+  double acc[MAX_SCALES];
+} fd_model;
+
+/* One sweep point of one model: CFG samples at w = 1 / beta with 2 NFE per
+ * step, GFT at beta with 1; the same seed, so the same noise, for all. */
+static int eval_point(fd_model *m, cli_sample_flags f, double beta, sparq_classifier *cls,
+                      const sparq_feature_stats *ref, float *x, int32_t *labels, bool json, int point) {
+  f.gft = m->gft;
+  f.cfg = 1.0 / beta;
+  f.beta = m->gft ? beta : 0.0;
+  sparq_sample_stats st = {0};
+  fd_row row;
+  int rc = cli_dit_sample(m->dit, &m->diff, &f, -1, f.n, x, labels, NULL, &st);
+  if (!rc) rc = score(cls, ref, x, labels, f.n, &row);
+  if (rc) return rc;
+  m->seconds += st.seconds;
+  m->acc[point] = row.acc;
+  if (point == 0 || row.fd < m->best_fd) m->best_fd = row.fd, m->best_at = beta;
+  if (json)
+    printf("{\"model\":\"%s\",\"guidance\":\"%s\",\"beta\":%.4g,\"cfg\":%.4g,\"n\":%" PRId64
+           ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f,\"nfe\":%" PRId64
+           ",\"seconds\":%.2f,\"sampler\":\"%s\",\"steps\":%" PRId64 ",\"attn\":\"%s\",\"seed\":%" PRId64 "}\n",
+           m->path, m->gft ? "gft" : "cfg", beta, 1.0 / beta, f.n, row.fd, row.acc, row.is, st.nfe, st.seconds,
+           f.sampler, f.steps, f.attn, f.seed);
+  else
+    printf("  %6.3f %6.3g  %-4s %9.3f %8.4f %7.3f %5" PRId64 " %9.1f %9.4f   %s\n", beta, 1.0 / beta,
+           m->gft ? "gft" : "cfg", row.fd, row.acc, row.is, st.nfe, st.seconds, st.seconds / (double)f.n, m->path);
+  fflush(stdout);
+  return CLI_OK;
+}
+
+/* Each model against the first: best FDs, the largest accuracy gap at
+ * matched beta = 1 / w, and the sampling-time ratio over the sweep. */
+static void print_summary(const fd_model *m, int nmodels, int npoints) {
+  printf("  summary (n per point as above):\n");
+  for (int k = 0; k < nmodels; k++)
+    printf("    [%d] %-4s best FD %.3f at beta %.3g (w %.3g); sampling %.1f s over the sweep   %s\n", k + 1,
+           m[k].gft ? "gft" : "cfg", m[k].best_fd, m[k].best_at, 1.0 / m[k].best_at, m[k].seconds, m[k].path);
+  for (int k = 1; k < nmodels; k++) {
+    double gap = 0.0;
+    for (int i = 0; i < npoints; i++) gap = fmax(gap, fabs(m[k].acc[i] - m[0].acc[i]));
+    printf("    [%d] vs [1]: best FD ratio %.3f, largest accuracy gap at matched beta %.2f points, sampling time "
+           "ratio %.3f\n",
+           k + 1, m[k].best_fd / m[0].best_fd, 100.0 * gap, m[k].seconds / m[0].seconds);
+  }
+}
+
 int cli_eval_fd(int argc, char **argv) {
   cli_sample_flags f = cli_sample_flags_default();
   f.n = 10000;
-  const char *scales_arg = NULL, *classifier = NULL, *data_dir = NULL;
+  const char *scales_arg = NULL, *betas_arg = NULL, *classifier = NULL, *data_dir = NULL;
   bool json = false;
-  cli_opt opts[CLI_SAMPLE_OPTS + 5];
+  cli_opt opts[CLI_SAMPLE_OPTS + 6];
   int nopts = cli_sample_opts(&f, opts);
+  /* --beta is a list here, not the one temperature of `sample` */
+  for (int i = 0; i < nopts; i++)
+    if (!strcmp(opts[i].name, "beta")) opts[i] = (cli_opt){"beta", CLI_STRING, &betas_arg, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"cfg", CLI_STRING, &scales_arg, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"n", CLI_INT, &f.n, 2, 1000000, NULL};
   opts[nopts++] = (cli_opt){"classifier", CLI_STRING, &classifier, 0, 0, NULL};
@@ -74,23 +146,58 @@ int cli_eval_fd(int argc, char **argv) {
   opts[nopts++] = (cli_opt){"json", CLI_BOOL, &json, 0, 0, NULL};
   int rc = cli_parse("eval", argc, argv, 2, opts, nopts, NULL, 0, NULL);
   if (rc) return rc;
-  if (!f.ckpt) return cli_usage_error("eval", "--ckpt CKPT is required");
-  double scales[MAX_SCALES] = {1.0};
-  int nscales = scales_arg ? parse_scales(scales_arg, scales) : 1;
-  if (nscales < 1) return cli_usage_error("eval", "--cfg takes up to %d scales in [0, 100], e.g. 1,1.5,2", MAX_SCALES);
+  if (!f.ckpt) return cli_usage_error("eval", "--ckpt CKPT[,CKPT...] is required");
+  if (scales_arg && betas_arg) return cli_usage_error("eval", "--cfg and --beta are two spellings of one sweep: give one");
+  double betas[MAX_SCALES] = {1.0};
+  int npoints = 1;
+  if (betas_arg && (npoints = parse_scales(betas_arg, betas, 1e-6, 1.0)) < 1)
+    return cli_usage_error("eval", "--beta takes up to %d temperatures in (0, 1], e.g. 1,.8,.67,.5,.4,.33,.25",
+                           MAX_SCALES);
+  if (scales_arg) {
+    if ((npoints = parse_scales(scales_arg, betas, 1.0, 100.0)) < 1)
+      return cli_usage_error("eval", "--cfg takes up to %d scales in [1, 100], e.g. 1,1.5,2 (w < 1 is beta > 1, "
+                                     "outside GFT's range)",
+                             MAX_SCALES);
+    for (int i = 0; i < npoints; i++) betas[i] = sparq_gft_w_to_beta((float)betas[i]);
+  }
+  char *paths_buf = strdup(f.ckpt);
+  const char *paths[MAX_MODELS];
+  const int nmodels = paths_buf ? split_paths(paths_buf, paths) : -1;
+  if (nmodels < 1) {
+    free(paths_buf);
+    return cli_usage_error("eval", "--ckpt takes 1 to %d comma-separated checkpoints", MAX_MODELS);
+  }
 
+  fd_model models[MAX_MODELS];
+  memset(models, 0, sizeof models);
   sparq_classifier *cls = NULL;
-  const char *cls_path = classifier ? classifier : sparq_classifier_default_path();
-  if (!cls_path) return cli_fail("eval fd: the shipped classifier was not found; pass --classifier PATH");
-  if (sparq_classifier_load(cls_path, &cls)) return cli_fail_last_error();
   sparq_fashion_mnist test = {0}, train = {0};
-  const char *dir = data_dir ? data_dir : SPARQ_FASHION_MNIST_DEFAULT_DIR;
   sparq_feature_stats ref = {0};
   float *feats = NULL, *probs = NULL, *x = NULL;
   int32_t *labels = NULL;
-  sparq_dit *dit = NULL;
-  sparq_diffusion diff = {0};
   fd_row floor = {0};
+  const char *cls_path = classifier ? classifier : sparq_classifier_default_path();
+  if (!cls_path) {
+    rc = cli_fail("eval fd: the shipped classifier was not found; pass --classifier PATH");
+    goto done;
+  }
+  int64_t dim = 0;
+  for (int k = 0; k < nmodels && !rc; k++) {
+    cli_dit_info info;
+    models[k].path = paths[k];
+    if ((rc = cli_load_dit(paths[k], f.raw, &models[k].dit, &models[k].diff, &info))) break;
+    models[k].gft = info.gft;
+    const sparq_dit_config *c = sparq_dit_get_config(models[k].dit);
+    const int64_t d = c->in_channels * c->input_size * c->input_size;
+    if (k > 0 && d != dim) rc = cli_fail("eval fd: %s makes %" PRId64 " values per image, %s %" PRId64, paths[k], d, paths[0], dim);
+    dim = d;
+  }
+  if (rc) goto done;
+  if (sparq_classifier_load(cls_path, &cls)) {
+    rc = cli_fail_last_error();
+    goto done;
+  }
+  const char *dir = data_dir ? data_dir : SPARQ_FASHION_MNIST_DEFAULT_DIR;
   if (sparq_fashion_mnist_load(dir, SPARQ_SPLIT_TEST, false, 0, &test) ||
       sparq_fashion_mnist_load(dir, SPARQ_SPLIT_TRAIN, false, f.n < 60000 ? f.n : 60000, &train)) {
     rc = cli_fail_last_error();
@@ -103,11 +210,6 @@ int cli_eval_fd(int argc, char **argv) {
   }
   /* the floor: real training images scored the same way, same count */
   if ((rc = score(cls, &ref, train.images, train.labels, train.n, &floor))) goto done;
-  cli_dit_info info;
-  if ((rc = cli_load_dit(f.ckpt, f.raw, &dit, &diff, &info))) goto done;
-  f.gft = info.gft;
-  const sparq_dit_config *c = sparq_dit_get_config(dit);
-  const int64_t dim = c->in_channels * c->input_size * c->input_size;
   x = sparq_alloc((size_t)(f.n * dim) * sizeof *x, "samples");
   labels = sparq_alloc((size_t)f.n * sizeof *labels, "labels");
   if (!x || !labels) {
@@ -118,31 +220,30 @@ int cli_eval_fd(int argc, char **argv) {
     printf("{\"cfg\":null,\"what\":\"train images\",\"n\":%" PRId64 ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f}\n",
            train.n, floor.fd, floor.acc, floor.is);
   else
-    printf("eval fd: %s%s, %s %" PRId64 " steps, %" PRId64 " samples (balanced classes), attention %s, against %" PRId64
-           " test images\n  floor (%" PRId64 " real training images): FD %.3f  acc %.4f  IS %.3f\n"
-           "  %6s %9s %8s %7s %5s %10s %12s\n",
-           f.ckpt, f.gft ? " (GFT: cfg w samples with beta = 1/w)" : "", f.sampler, f.steps, f.n, f.attn, test.n, train.n, floor.fd, floor.acc, floor.is, "cfg", "FD",
-           "acc", "IS", "NFE", "seconds", "s/image");
-  for (int i = 0; i < nscales && !rc; i++) {
-    f.cfg = scales[i];
-    sparq_sample_stats st = {0};
-    fd_row row;
-    if ((rc = cli_dit_sample(dit, &diff, &f, -1, f.n, x, labels, NULL, &st))) break;
-    if ((rc = score(cls, &ref, x, labels, f.n, &row))) break;
-    if (json)
-      printf("{\"cfg\":%.4g,\"n\":%" PRId64 ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f,\"nfe\":%" PRId64
-             ",\"seconds\":%.2f,\"sampler\":\"%s\",\"steps\":%" PRId64 ",\"attn\":\"%s\"}\n",
-             f.cfg, f.n, row.fd, row.acc, row.is, st.nfe, st.seconds, f.sampler, f.steps, f.attn);
-    else
-      printf("  %6.3g %9.3f %8.4f %7.3f %5" PRId64 " %10.1f %12.4f\n", f.cfg, row.fd, row.acc, row.is, st.nfe,
-             st.seconds, st.seconds / (double)f.n);
-    fflush(stdout);
+    printf("eval fd: %s %" PRId64 " steps, %" PRId64 " samples per point (balanced classes), seed %" PRId64
+           ", attention %s, against %" PRId64 " test images; CFG models at w = 1/beta (2 NFE per step), GFT "
+           "models at beta (1 NFE per step)\n  floor (%" PRId64 " real training images): FD %.3f  acc %.4f  IS %.3f\n"
+           "  %6s %6s  %-4s %9s %8s %7s %5s %9s %9s   %s\n",
+           f.sampler, f.steps, f.n, f.seed, f.attn, test.n, train.n, floor.fd, floor.acc, floor.is, "beta", "w",
+           "kind", "FD", "acc", "IS", "NFE", "seconds", "s/image", "checkpoint");
+  /* one small untimed batch per model first, so no model's first point
+   * pays for the page faults and caches of the others */
+  for (int k = 0; k < nmodels && !rc; k++) {
+    cli_sample_flags warm = f;
+    warm.gft = models[k].gft, warm.cfg = 1.0, warm.beta = models[k].gft ? 1.0 : 0.0, warm.steps = 1;
+    rc = cli_dit_sample(models[k].dit, &models[k].diff, &warm, -1, f.n < 256 ? f.n : 256, x, labels, NULL, NULL);
   }
+  for (int i = 0; i < npoints && !rc; i++)
+    for (int k = 0; k < nmodels && !rc; k++) rc = eval_point(&models[k], f, betas[i], cls, &ref, x, labels, json, i);
+  if (!rc && !json) print_summary(models, nmodels, npoints);
 done:
   sparq_free(x), sparq_free(labels), sparq_free(feats), sparq_free(probs);
   sparq_feature_stats_free(&ref);
-  sparq_dit_free(dit);
-  sparq_diffusion_free(&diff);
+  for (int k = 0; k < nmodels; k++) {
+    sparq_dit_free(models[k].dit);
+    sparq_diffusion_free(&models[k].diff);
+  }
+  free(paths_buf);
   sparq_fashion_mnist_free(&test);
   sparq_fashion_mnist_free(&train);
   sparq_classifier_free(cls);

@@ -1,4 +1,5 @@
-/* sparq plot: the loss curve of a training log (log.jsonl) through gnuplot. */
+/* sparq plot: the loss curve of a training log (log.jsonl) through gnuplot;
+ * `eval fd --json` sweeps go to cli_plot_fd. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <spawn.h>
@@ -12,8 +13,7 @@
 
 extern char **environ;
 
-/* A gnuplot single-quoted string: ' is doubled. */
-static void put_quoted(FILE *f, const char *s) {
+void cli_gnuplot_quote(FILE *f, const char *s) {
   fputc('\'', f);
   for (; *s; s++) {
     if (*s == '\'') fputc('\'', f);
@@ -70,6 +70,20 @@ static int write_data(FILE *in, FILE *gp, const char *log_path, int *n_train, in
   return CLI_OK;
 }
 
+int cli_run_gnuplot(const char *script) {
+  char *argv[] = {"gnuplot", (char *)script, NULL};
+  pid_t pid;
+  int sr = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
+  if (sr == ENOENT)
+    return cli_fail("gnuplot not found: install the Debian package gnuplot-nox, then run: gnuplot %s", script);
+  if (sr != 0) return cli_fail("gnuplot: cannot start: %s", strerror(sr));
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return cli_fail("%s: gnuplot failed", script);
+  return CLI_OK;
+}
+
 int cli_plot_log(const char *log_path, const char *png_path) {
   FILE *in = fopen(log_path, "rb");
   if (!in) return cli_fail("%s: %s", log_path, strerror(errno));
@@ -93,9 +107,9 @@ int cli_plot_log(const char *log_path, const char *png_path) {
   if (!rc && n_train == 0) rc = cli_fail("%s: no training records ({\"step\":..,\"loss\":..})", log_path);
   if (!rc) {
     fputs("set terminal pngcairo size 900,540 noenhanced\nset output ", gp);
-    put_quoted(gp, png_path);
+    cli_gnuplot_quote(gp, png_path);
     fputs("\nset title ", gp);
-    put_quoted(gp, log_path);
+    cli_gnuplot_quote(gp, log_path);
     fputs("\nset xlabel 'step'\nset ylabel 'loss (nats/token)'\nset grid\nset key top right\n"
           "plot $train using 1:2 with lines lw 1 lc rgb '#7f9fcf' title 'train',\\\n", gp);
     fprintf(gp, "     $eval using 1:2 with linespoints lw 2 pt 7 lc rgb '#c03020' title 'held-out'%s\n",
@@ -106,19 +120,7 @@ int cli_plot_log(const char *log_path, const char *png_path) {
     free(script);
     return rc;
   }
-  char *argv[] = {"gnuplot", script, NULL};
-  pid_t pid;
-  int sr = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
-  if (sr == ENOENT) {
-    rc = cli_fail("gnuplot not found: install the Debian package gnuplot-nox, then run: gnuplot %s", script);
-  } else if (sr != 0) {
-    rc = cli_fail("gnuplot: cannot start: %s", strerror(sr));
-  } else {
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = cli_fail("%s: gnuplot failed", script);
-  }
+  rc = cli_run_gnuplot(script);
   if (!rc) printf("plot: %s (%d steps, %d evaluations; script %s)\n", png_path, n_train, n_eval, script);
   free(script);
   return rc;
@@ -136,5 +138,5 @@ int cli_plot(int argc, char **argv) {
     cli_usage("plot", false);
     return CLI_USAGE;
   }
-  return cli_plot_log(pos[0], out);
+  return cli_is_fd_sweep(pos[0]) ? cli_plot_fd(pos[0], out) : cli_plot_log(pos[0], out);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sparq/dit_task.h"
+#include "sparq/gft.h"
 
 /* The held-out rows, times and noise come from their own stream. */
 #define EVAL_STREAM 0x6576616cu /* "eval" */
@@ -112,95 +113,53 @@ static void draw_rows(sparq_dit_task *t, const float *images, const int32_t *lab
       if (sparq_rng_uniform(rng) < p_uncond) t->y[b] = null_class;
 }
 
-static float batch_loss(const sparq_dit_task *t, const float *pred);
-
-/* GFT's temperatures, one uniform per row after the rows themselves; a
- * dropped row feeds beta = 1 to the network but keeps its draw. */
-static void draw_beta(sparq_dit_task *t, sparq_rng *rng) {
-  const int32_t null_class = (int32_t)sparq_dit_get_config(t->dit)->num_classes;
-  for (int64_t b = 0; b < t->batch; b++) {
-    t->beta[b] = sparq_rng_uniform(rng);
-    t->beta_in[b] = t->y[b] == null_class ? 1.0f : t->beta[b];
-  }
-}
-
-/* The head output the loss sees: out itself (CFG), or GFT's
- * beta out + (1 - beta) out_u with out_u from the no-grad unconditional
- * pass (null label, beta 1), written over out_u. With log, the two extra
- * losses of out_s and out_u alone are added to the step's sums first. */
-static sparq_status gft_prediction(sparq_dit_task *t, bool log, const float **pred) {
-  *pred = t->out;
+/* GFT's unconditional pass (null label, beta 1): inference, no gradient,
+ * nothing stored for backward, no label dropout. With log, the two extra
+ * losses of out_s and out_u alone are added to the step's sums. */
+static sparq_status gft_unconditional(sparq_dit_task *t, bool log) {
   if (!t->gft) return SPARQ_OK;
   sparq_status s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->null_y, t->ones, t->batch, SPARQ_ATTN_FLASH_F32,
                                    t->out_u);
-  if (s) return s;
-  if (log) {
-    t->gft_loss_s += batch_loss(t, t->out);
-    t->gft_loss_u += batch_loss(t, t->out_u);
-    t->gft_micros++;
-  }
-  for (int64_t b = 0; b < t->batch; b++) {
-    const float beta = t->beta[b];
-    float *u = t->out_u + b * t->dim;
-    const float *o = t->out + b * t->dim;
-    for (int64_t j = 0; j < t->dim; j++) u[j] = beta * o[j] + (1.0f - beta) * u[j];
-  }
-  *pred = t->out_u;
+  if (s || !log) return s;
+  t->gft_loss_s += sparq_gft_loss(t->batch, t->dim, NULL, t->out, NULL, t->target, t->weight, 0.0f, NULL);
+  t->gft_loss_u += sparq_gft_loss(t->batch, t->dim, NULL, t->out_u, NULL, t->target, t->weight, 0.0f, NULL);
+  t->gft_micros++;
   return SPARQ_OK;
-}
-
-/* mean_rows weight * mean_dim (out - target)^2, in double in row order. */
-static float batch_loss(const sparq_dit_task *t, const float *pred) {
-  double sum = 0.0;
-  for (int64_t b = 0; b < t->batch; b++) {
-    const float *o = pred + b * t->dim, *g = t->target + b * t->dim;
-    double row = 0.0;
-    for (int64_t j = 0; j < t->dim; j++) row += (double)(o[j] - g[j]) * (double)(o[j] - g[j]);
-    sum += t->weight[b] * row / (double)t->dim;
-  }
-  return (float)(sum / (double)t->batch);
 }
 
 static sparq_status dit_train_micro(void *self, sparq_rng *rng, float dloss, float *loss) {
   sparq_dit_task *t = self;
+  const int32_t null_class = (int32_t)sparq_dit_get_config(t->dit)->num_classes;
   draw_rows(t, t->images, t->labels, t->n_images, t->p_uncond, rng);
-  if (t->gft) draw_beta(t, rng);
+  if (t->gft) sparq_gft_draw_beta(rng, t->batch, t->y, null_class, t->beta, t->beta_in);
   sparq_status s = sparq_diffusion_training_batch(t->diff, t->x0, t->batch, t->dim, rng, t->net_x, t->net_t,
                                                   t->target, t->weight);
   if (!s) s = sparq_dit_forward(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch, t->out);
-  const float *pred = NULL;
-  if (!s) s = gft_prediction(t, true, &pred);
+  if (!s) s = gft_unconditional(t, true);
   if (s) return s;
-  *loss = batch_loss(t, pred);
-  /* d loss / d out = 2 w (pred - target) / (batch dim), times beta for GFT
-   * (d pred / d out_s = beta; nothing flows into the detached out_u), into
-   * the (no longer needed) target buffer */
-  const float scale = 2.0f * dloss / (float)((double)t->batch * (double)t->dim);
-  for (int64_t b = 0; b < t->batch; b++) {
-    const float k = scale * t->weight[b] * (t->gft ? t->beta[b] : 1.0f);
-    float *g = t->target + b * t->dim;
-    const float *o = pred + b * t->dim;
-    for (int64_t j = 0; j < t->dim; j++) g[j] = k * (o[j] - g[j]);
-  }
+  /* d loss / d out_s goes into the (no longer needed) target buffer */
+  *loss = (float)sparq_gft_loss(t->batch, t->dim, t->gft ? t->beta : NULL, t->out, t->out_u, t->target, t->weight,
+                                dloss, t->target);
   return sparq_dit_backward(t->dit, t->target);
 }
 
 static sparq_status dit_eval(void *self, float *loss) {
   sparq_dit_task *t = self;
+  const int32_t null_class = (int32_t)sparq_dit_get_config(t->dit)->num_classes;
   sparq_rng rng = sparq_rng_make(t->eval_seed, EVAL_STREAM);
   double sum = 0.0;
   for (int64_t i = 0; i < t->eval_batches; i++) {
     draw_rows(t, t->val_images, t->val_labels, t->n_val, 0.0f, &rng);
-    if (t->gft) draw_beta(t, &rng);
+    if (t->gft) sparq_gft_draw_beta(&rng, t->batch, t->y, null_class, t->beta, t->beta_in);
     sparq_status s = sparq_diffusion_training_batch(t->diff, t->x0, t->batch, t->dim, &rng, t->net_x, t->net_t,
                                                     t->target, t->weight);
     if (!s)
       s = sparq_dit_infer(t->dit, t->net_x, t->net_t, t->y, t->gft ? t->beta_in : NULL, t->batch,
                           SPARQ_ATTN_FLASH_F32, t->out);
-    const float *pred = NULL;
-    if (!s) s = gft_prediction(t, false, &pred);
+    if (!s) s = gft_unconditional(t, false);
     if (s) return s;
-    sum += batch_loss(t, pred);
+    sum += sparq_gft_loss(t->batch, t->dim, t->gft ? t->beta : NULL, t->out, t->out_u, t->target, t->weight, 0.0f,
+                          NULL);
   }
   *loss = (float)(sum / (double)t->eval_batches);
   return SPARQ_OK;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sparq/gft.h"
 #include "sparq/toy_mlp.h"
 
 /* The held-out batch comes from its own stream of eval_seed. */
@@ -44,15 +45,6 @@ void sparq_toy_task_free(sparq_toy_task *t) {
 static void draw_data(const sparq_toy_task *t, sparq_rng *rng, int64_t n, int32_t *y, float *x0) {
   for (int64_t i = 0; i < n; i++) y[i] = (int32_t)sparq_rng_below(rng, SPARQ_TOY2D_CLASSES);
   sparq_toy2d_sample(t->toy, y, n, rng, x0);
-}
-
-/* GFT temperatures, one uniform per row; rows with the null label feed 1 to
- * the network but keep the drawn value for the combination (spec 3.3). */
-static void draw_beta(sparq_rng *rng, int64_t n, const int32_t *y, int32_t null_class, float *beta, float *beta_in) {
-  for (int64_t i = 0; i < n; i++) {
-    beta[i] = sparq_rng_uniform(rng);
-    beta_in[i] = y[i] == null_class ? 1.0f : beta[i];
-  }
 }
 
 sparq_status sparq_toy_task_init(sparq_toy_task *t, sparq_toy_mlp *mlp, const sparq_toy2d *toy,
@@ -124,31 +116,6 @@ sparq_status sparq_toy_task_init(sparq_toy_task *t, sparq_toy_mlp *mlp, const sp
   return SPARQ_OK;
 }
 
-/* The prediction the loss sees: out itself (CFG), or GFT's
- * beta out + (1 - beta) out_u, written into out_u. */
-static const float *prediction(const sparq_toy_task *t, int64_t n, const float *beta, const float *out,
-                               float *out_u) {
-  if (t->cfg.objective != SPARQ_TOY_OBJ_GFT) return out;
-  for (int64_t i = 0; i < n; i++)
-    for (int j = 0; j < 2; j++)
-      out_u[2 * i + j] = beta[i] * out[2 * i + j] + (1.0f - beta[i]) * out_u[2 * i + j];
-  return out_u;
-}
-
-/* mean_rows weight * mean_dim (pred - target)^2, in double in row order. */
-static float batch_loss(int64_t n, const float *pred, const float *target, const float *weight) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; i++) {
-    double row = 0.0;
-    for (int j = 0; j < 2; j++) {
-      const double d = (double)pred[2 * i + j] - (double)target[2 * i + j];
-      row += d * d;
-    }
-    sum += (double)weight[i] * row / 2.0;
-  }
-  return (float)(sum / (double)n);
-}
-
 /* The detached unconditional pass of GFT: null label, gft_beta 1. */
 static sparq_status uncond_pass(sparq_toy_task *t, const float *x, const float *tt, int64_t n) {
   return sparq_toy_mlp_infer(t->mlp, x, tt, t->null_y, NULL, n, t->out_u);
@@ -163,21 +130,14 @@ static sparq_status toy_train_micro(void *self, sparq_rng *rng, float dloss, flo
   /* drawn after the data so x0 does not depend on p_uncond */
   for (int64_t i = 0; i < n; i++)
     if (sparq_rng_uniform(rng) < t->cfg.p_uncond) t->y[i] = null_class;
-  if (gft) draw_beta(rng, n, t->y, null_class, t->beta, t->beta_in);
+  if (gft) sparq_gft_draw_beta(rng, n, t->y, null_class, t->beta, t->beta_in);
   sparq_status s =
       sparq_diffusion_training_batch(t->diff, t->x0, n, 2, rng, t->net_x, t->net_t, t->target, t->weight);
   if (!s) s = sparq_toy_mlp_forward(t->mlp, t->net_x, t->net_t, t->y, gft ? t->beta_in : NULL, n, t->out);
   if (!s && gft) s = uncond_pass(t, t->net_x, t->net_t, n);
   if (s) return s;
-  const float *pred = prediction(t, n, t->beta, t->out, t->out_u);
-  *loss = batch_loss(n, pred, t->target, t->weight);
-  /* d loss / d out = 2 w (pred - target) / (n dim), times beta for GFT
-   * (d pred / d out = beta; nothing flows into the detached out_u) */
-  const float scale = 2.0f * dloss / (float)(2 * n);
-  for (int64_t i = 0; i < n; i++) {
-    const float k = scale * t->weight[i] * (gft ? t->beta[i] : 1.0f);
-    for (int j = 0; j < 2; j++) t->dout[2 * i + j] = k * (pred[2 * i + j] - t->target[2 * i + j]);
-  }
+  *loss = (float)sparq_gft_loss(n, 2, gft ? t->beta : NULL, t->out, t->out_u, t->target, t->weight, dloss,
+                                t->dout);
   return sparq_toy_mlp_backward(t->mlp, t->dout);
 }
 
@@ -188,7 +148,8 @@ static sparq_status toy_eval(void *self, float *loss) {
   sparq_status s = sparq_toy_mlp_infer(t->mlp, t->ev_x, t->ev_t, t->ev_y, gft ? t->ev_beta : NULL, n, t->out);
   if (!s && gft) s = uncond_pass(t, t->ev_x, t->ev_t, n);
   if (s) return s;
-  *loss = batch_loss(n, prediction(t, n, t->ev_beta, t->out, t->out_u), t->ev_target, t->ev_weight);
+  *loss = (float)sparq_gft_loss(n, 2, gft ? t->ev_beta : NULL, t->out, t->out_u, t->ev_target, t->ev_weight, 0.0f,
+                                NULL);
   return SPARQ_OK;
 }
 
