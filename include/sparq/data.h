@@ -114,6 +114,55 @@ void sparq_text_corpus_free(sparq_text_corpus *corpus);
 sparq_status sparq_text_batch(const uint8_t *data, size_t size, int64_t batch, int64_t T, sparq_rng *rng,
                               int32_t *x, int32_t *y);
 
+/* ------------------------------------------------- labelled text (classes) */
+
+/* Files smaller than this are left out of the labelled view: their 10%
+ * held-out part (under 410 bytes) would not hold a window of the default
+ * context, and a class must not come and go with --seq. In the Debian
+ * corpus that drops "pratchett" (401 bytes) and "translate-me" (1787). */
+#define SPARQ_TEXT_CLASS_MIN_BYTES 4096
+/* Longest class name kept (file names are cut to this many bytes). */
+#define SPARQ_TEXT_CLASS_NAME_MAX 63
+
+/* One class of a labelled corpus: one file, split like the corpus. */
+typedef struct sparq_text_class {
+  char name[SPARQ_TEXT_CLASS_NAME_MAX + 1]; /* the file's name */
+  const uint8_t *train; /* the file's first floor(size * 9 / 10) bytes */
+  size_t train_size;
+  const uint8_t *val;   /* the rest */
+  size_t val_size;
+} sparq_text_class;
+
+/* The fortunes corpus seen as classes: each file of at least
+ * SPARQ_TEXT_CLASS_MIN_BYTES bytes is a class, in the corpus's strcmp order
+ * of names (class i = the i-th such file), with the corpus's 90/10 split
+ * applied to each file on its own. */
+typedef struct sparq_text_classes {
+  sparq_text_corpus corpus;  /* every file, as sparq_fortunes_load reads it; the classes point into it */
+  sparq_text_class *classes; /* `count` classes; owned */
+  int count;
+  int skipped;               /* files left out for being small */
+} sparq_text_classes;
+
+/* Loads the labelled fortunes corpus from `dir` (NULL as for
+ * sparq_fortunes_load, whose rules pick the files). A class name holding a
+ * ',' (the separator of the names in checkpoint metadata) or longer than
+ * SPARQ_TEXT_CLASS_NAME_MAX is SPARQ_ERR_FORMAT, as is a corpus with no
+ * file large enough. On failure *out is zeroed. */
+sparq_status sparq_fortunes_classes_load(const char *dir, sparq_text_classes *out);
+/* Frees everything and zeroes *tc; safe on a zeroed struct and twice. */
+void sparq_text_classes_free(sparq_text_classes *tc);
+
+/* sparq_text_batch inside classes: each window lies within one class's
+ * train (val false) or held-out (val true) bytes, and labels[b] is its
+ * class. The window is uniform over all windows of all classes, so a class
+ * is drawn in proportion to its size: one draw
+ * u = sparq_rng_below(sum_k (size_k - T)) per row, mapped to class k and
+ * offset u - sum_{j<k} (size_j - T). Classes with fewer than T + 1 bytes in
+ * that split are never drawn; SPARQ_ERR_ARG if none has enough. */
+sparq_status sparq_text_class_batch(const sparq_text_class *classes, int count, bool val, int64_t batch, int64_t T,
+                                    sparq_rng *rng, int32_t *x, int32_t *y, int32_t *labels);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,7 +15,30 @@
  *   transformer.h.{i}.mlp.c_proj.weight [C,4C]  /.bias [C]
  *   transformer.ln_f.weight/.bias [C]
  *   lm_head.weight [V,C] (= transformer.wte.weight; written as an alias)
- * Biases exist only when config.bias is true. */
+ * Biases exist only when config.bias is true.
+ *
+ * Class-conditional models (num_classes K > 0) follow LlamaGen's c2i GPT and
+ * its Guidance-Free Training variant (thu-ml/GFT, spec gft.md section 3
+ * "Autoregressive"): every sequence starts with one prefix token that holds
+ * the condition,
+ *   prefix[b] = cls_embedding.embedding_table[label_b]
+ *             + t_embedder.cond_proj(emb(1000 gft_beta_b))   (GFT models only)
+ * with emb the sinusoidal embedding of width gft_beta_dim in DiT's
+ * TimestepEmbedder layout (sparq_nn_timestep_embedding, max period 10000).
+ * The prefix has no position embedding (LlamaGen's class token has no rotary
+ * phase either); the T bytes keep positions 0..T-1, so T <= block_size still
+ * and the attention runs over T + 1 rows. Label K is the null class of label
+ * dropout, and a null-labelled sequence always sees gft_beta = 1, whatever
+ * the caller passes (the unconditional model is one function; GFT feeds
+ * beta = 1 to dropped rows). The prefix's own output is not scored: windows
+ * start anywhere in a class's text, so "the first byte given the class"
+ * would only teach the class's byte histogram. Extra tensors:
+ *   cls_embedding.embedding_table.weight [K+1, C]   (LlamaGen's name)
+ *   t_embedder.cond_proj.weight [C, gft_beta_dim]   (only when gft_beta_dim > 0;
+ *     LlamaGen embeds beta with its t_embedder, GFT's DiT with this bias-free
+ *     "cond_proj"; one linear map, as the spec's section 4 asks)
+ * An unconditional config (num_classes 0) is nanoGPT exactly, with the same
+ * tensors, metadata and numbers as before these were added. */
 #ifndef SPARQ_GPT_H
 #define SPARQ_GPT_H
 
@@ -40,6 +63,9 @@ typedef struct sparq_gpt_config {
   int64_t block_size; /* context length, default 256 */
   int64_t vocab_size; /* default 256 (bytes) */
   bool bias;          /* default true */
+  int64_t num_classes;  /* 0 (default): unconditional; K > 0: class prefix token (see above) */
+  int64_t gft_beta_dim; /* 0 (default): no gft_beta input; else the (even) width of the sinusoidal
+                           embedding of 1000 gft_beta (GFT: 256); needs num_classes > 0 */
 } sparq_gpt_config;
 
 sparq_gpt_config sparq_gpt_config_default(void);
@@ -47,7 +73,9 @@ sparq_gpt_config sparq_gpt_config_default(void);
 sparq_status sparq_gpt_config_check(const sparq_gpt_config *cfg);
 
 /* Config <-> checkpoint metadata ("n_layer", "n_head", "n_embd",
- * "block_size", "vocab_size" as decimal strings, "bias" as "true"/"false"). */
+ * "block_size", "vocab_size" as decimal strings, "bias" as "true"/"false";
+ * "num_classes" and "gft_beta_dim" only for conditional models, 0 when
+ * absent, so older checkpoints load as unconditional). */
 sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_gpt_config *out);
 
 typedef struct sparq_gpt sparq_gpt;
@@ -67,13 +95,63 @@ void sparq_gpt_checkpoint_info(sparq_gpt *g, const sparq_ckpt_alias **aliases, s
 /* Forward over tokens x [B,T] (T <= block_size, tokens < vocab_size).
  * With targets y [B,T] (negative = ignored) *loss is the mean cross-entropy
  * in nats; with y NULL no loss is computed (loss may be NULL). Activations
- * are kept for sparq_gpt_backward; buffers grow as needed. */
+ * are kept for sparq_gpt_backward; buffers grow as needed. A conditional
+ * model runs with the null class (sparq_gpt_forward_cond with NULL labels). */
 sparq_status sparq_gpt_forward(sparq_gpt *g, const int32_t *x, const int32_t *y, int64_t B, int64_t T, float *loss);
-/* Logits [B,T,V] of the last forward (valid until the next call). */
+/* The same with the condition of a conditional model: labels [B] in
+ * 0..num_classes (num_classes = the null class; NULL = all null) and
+ * gft_beta [B] (NULL = 1 for every row; only for models with gft_beta_dim;
+ * finite values; null-labelled rows use 1 regardless). Both must be NULL for
+ * an unconditional model. The prefix rows' targets are ignored, so *loss is
+ * the mean over the B T byte targets as for the unconditional model. */
+sparq_status sparq_gpt_forward_cond(sparq_gpt *g, const int32_t *x, const int32_t *y, const int32_t *labels,
+                                    const float *gft_beta, int64_t B, int64_t T, float *loss);
+/* Rows of logits per sequence of T tokens: T, or T + 1 for a conditional
+ * model (its row 0 is the prefix's, rows 1..T those of the bytes). */
+int64_t sparq_gpt_rows(const sparq_gpt *g, int64_t T);
+/* Logits [B, rows(T), V] of the last forward (valid until the next call). */
 const float *sparq_gpt_logits(const sparq_gpt *g);
 /* Adds dloss * d(loss)/d(param) to the gradients of the parameter list,
  * for the last forward (which must have had targets). */
 sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss);
+/* Adds the gradients for a given gradient of the objective with respect to
+ * the last forward's logits, dlogits [B, rows(T), V] (any last forward,
+ * with or without targets): the way in for objectives other than plain
+ * cross-entropy, such as GFT's logit combination. */
+sparq_status sparq_gpt_backward_logits(sparq_gpt *g, const float *dlogits);
+
+/* The forward as inference: logits [B, rows(T), V] into `logits`, with the
+ * same kernels in the same order as sparq_gpt_forward_cond (so the same
+ * bits), but through scratch that holds one layer at a time and keeps
+ * nothing for backward. The last training forward's activations stay
+ * intact, so it can run between a forward and its backward (GFT's detached
+ * unconditional pass). Arguments as sparq_gpt_forward_cond. */
+sparq_status sparq_gpt_infer(sparq_gpt *g, const int32_t *x, const int32_t *labels, const float *gft_beta,
+                             int64_t B, int64_t T, float *logits);
+
+/* Zeroes t_embedder.cond_proj.weight (no-op without gft_beta_dim): right
+ * after a conditional (CFG) checkpoint is copied into a GFT model, the
+ * model's outputs are then the checkpoint's for every gft_beta, bit for bit
+ * (spec gft.md section 9.5). */
+void sparq_gpt_zero_beta_proj(sparq_gpt *g);
+
+/* GFT's autoregressive objective (spec gft.md section 3 "Autoregressive") on
+ * n_seq sequences of `rows` rows of V logits:
+ *   l_cond = beta_b l_s + (1 - beta_b) sg[l_u]     (rows of sequence b)
+ *   loss   = mean over rows with targets >= 0 of CE(softmax(l_cond), target)
+ * l_s comes from the conditional forward with gradient, l_u from the
+ * detached unconditional one (null class, beta 1). gft_beta NULL means beta 1
+ * everywhere, i.e. plain cross-entropy on l_s. With dl_s non-NULL it is
+ * OVERWRITTEN with dloss * d loss / d l_s = dloss beta_b (softmax(l_cond) -
+ * onehot) / valid (0 on ignored rows); nothing flows into l_u. loss_s and
+ * loss_u (either may be NULL) receive the cross-entropy of l_s alone and of
+ * l_u alone, the two extra quantities GFT logs. work holds 2 n_seq rows V
+ * floats of scratch. The softmaxes are the fused ones of
+ * sparq_nn_xent_forward, so the result has the same bits for any thread
+ * count, and at beta = 1 it is exactly the cross-entropy of l_s. */
+sparq_status sparq_gpt_gft_loss(int64_t n_seq, int64_t rows, int64_t V, const float *gft_beta, const float *l_s,
+                                const float *l_u, const int32_t *targets, float dloss, float *dl_s, float *work,
+                                float *loss, float *loss_s, float *loss_u);
 
 /* Samples `n_new` bytes after `prompt` (n_prompt >= 1 tokens) as nanoGPT's
  * generate does: the context is cropped to block_size, logits of the last
@@ -83,11 +161,37 @@ sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss);
 sparq_status sparq_gpt_generate(sparq_gpt *g, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
                                 float temperature, int64_t top_k, sparq_rng *rng, int32_t *out);
 
+/* How a conditional model samples. */
+typedef struct sparq_gpt_sampling {
+  float temperature; /* as sparq_gpt_generate's */
+  int64_t top_k;
+  int32_t label;     /* the class 0..num_classes-1, or num_classes: the null class (unconditional) */
+  float gft_beta;    /* GFT models: the temperature in (0, 1] fed with the class, one forward per
+                        token (1: plain conditional); must be 1 for other models */
+  float cfg_scale;   /* classifier-free guidance w >= 1: with w > 1 each token is drawn from
+                        l_u + w (l_c - l_u), l_c with the class (and gft_beta 1), l_u with the
+                        null class: two forwards per token (one call at batch 2). Needs
+                        gft_beta 1 and a real class. */
+} sparq_gpt_sampling;
+
+/* sparq_gpt_generate for a conditional model: the prefix token of
+ * opt->label (and opt->gft_beta) before the context, which is cropped to
+ * block_size bytes; forwards run as sparq_gpt_infer. *nfe (may be NULL)
+ * receives the number of network forwards per sampled token (1, or 2 for
+ * CFG), counting each sequence of a batched call. */
+sparq_status sparq_gpt_generate_cond(sparq_gpt *g, const int32_t *prompt, int64_t n_prompt, int64_t n_new,
+                                     const sparq_gpt_sampling *opt, sparq_rng *rng, int32_t *out, int64_t *nfe);
+
 /* Mean cross-entropy (nats per token) of a byte file scored as nanoGPT
  * would: windows i = 0, T, 2T, ... while i + T + 1 <= size, inputs
  * data[i, i+T), targets data[i+1, i+T+1), T = block_size; the mean is over
- * all targets. *tokens = the number of targets. Needs size >= T + 1. */
+ * all targets. *tokens = the number of targets. Needs size >= T + 1. A
+ * conditional model is scored with `label` (0..num_classes, num_classes =
+ * null, i.e. as an unconditional model) at gft_beta 1; label is ignored by
+ * unconditional models. */
 sparq_status sparq_gpt_eval_bytes(sparq_gpt *g, const uint8_t *data, size_t size, double *loss, int64_t *tokens);
+sparq_status sparq_gpt_eval_bytes_cond(sparq_gpt *g, const uint8_t *data, size_t size, int32_t label, double *loss,
+                                      int64_t *tokens);
 
 /* Per-phase wall time of forward+backward since the last reset, seconds
  * (for sparq bench train). */

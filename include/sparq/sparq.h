@@ -23,6 +23,7 @@
 #include "sparq/dit.h"
 #include "sparq/diffusion.h"
 #include "sparq/gft.h"
+#include "sparq/gft_toy.h"
 #include "sparq/dit_task.h"
 #include "sparq/toy2d.h"
 #include "sparq/toy_mlp.h"

@@ -66,6 +66,8 @@ int cli_attn(int argc, char **argv);
 /* sparq attn --variant svg (cli_attn_svg.c). */
 int cli_attn_svg(int argc, char **argv);
 int cli_signgd(int argc, char **argv);
+/* sparq gft-toy: the 2-D toy arms of spec gft.md 8.1 (cli_gft_toy.c). */
+int cli_gft_toy(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_vnm_matmul(int argc, char **argv);
 int cli_train(int argc, char **argv);
@@ -82,10 +84,13 @@ int cli_bench_svg(int argc, char **argv);
 /* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
 typedef struct cli_lm_flags {
   const char *data, *optim, *bias, *out;
+  const char *init; /* --init CKPT: a GFT run starts from a conditional checkpoint */
   int64_t layers, heads, dim, seq, batch, steps, stop_at, warmup, accum, eval_every, eval_batches, ckpt_every,
       seed;
   double lr, min_lr, wd, clip, beta1, beta2, eps, momentum;
+  double p_uncond;  /* label dropout of --cond and --gft */
   bool resume;
+  bool cond, gft;   /* class-conditional (CFG baseline) / Guidance-Free Training on the fortunes classes */
 } cli_lm_flags;
 cli_lm_flags cli_lm_flags_default(void);
 /* Loads "fortunes" (or NULL) or a file path as a byte corpus; prints the error. */

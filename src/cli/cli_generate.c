@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -25,10 +26,72 @@ int cli_load_gpt(const char *path, sparq_gpt **out) {
   return CLI_OK;
 }
 
+/* --class NAME|INDEX against the checkpoint's class names (metadata
+ * "classes", the names joined by ','). */
+static int resolve_class(const char *ckpt, const char *want, int64_t n_classes, int32_t *out) {
+  sparq_safetensors *st = NULL;
+  if (sparq_safetensors_open(ckpt, &st)) return cli_fail_last_error();
+  const char *names = sparq_safetensors_metadata(st, "classes");
+  int rc = CLI_OK;
+  int64_t found = -1;
+  for (int64_t k = 0; names && found < 0 && k < n_classes; k++) {
+    const size_t n = strcspn(names, ",");
+    if (n == strlen(want) && !strncmp(names, want, n)) found = k;
+    names += n + (names[n] == ',');
+  }
+  if (found < 0) {
+    char *end = NULL;
+    const long long v = strtoll(want, &end, 10);
+    if (end != want && *end == '\0') {
+      if (v < 0 || v >= n_classes)
+        rc = cli_usage_error("generate", "--class %s is outside 0..%" PRId64 " (the checkpoint has %" PRId64
+                                         " classes)", want, n_classes - 1, n_classes);
+      found = v;
+    } else {
+      rc = cli_usage_error("generate", "--class '%s' is not one of the checkpoint's classes (%s)", want,
+                           sparq_safetensors_metadata(st, "classes") ? sparq_safetensors_metadata(st, "classes")
+                                                                     : "it stores no names; use an index");
+    }
+  }
+  if (!rc) *out = (int32_t)found;
+  sparq_safetensors_close(st);
+  return rc;
+}
+
+/* The conditional options against the model: what generate_cond is given. */
+static int conditional_options(const char *ckpt, const sparq_gpt_config *c, const char *cls, double beta, double cfg,
+                               sparq_gpt_sampling *opt) {
+  const bool has_beta = !isnan(beta), has_cfg = !isnan(cfg);
+  if (c->num_classes == 0) {
+    if (cls || has_beta || has_cfg)
+      return cli_usage_error("generate", "--class, --beta and --cfg need a class-conditional checkpoint (train lm "
+                                         "--cond or --gft); %s is unconditional", ckpt);
+    return CLI_OK;
+  }
+  if (has_beta && has_cfg) return cli_usage_error("generate", "--beta and --cfg exclude each other");
+  if ((has_beta || has_cfg) && !cls) return cli_usage_error("generate", "--beta and --cfg need --class");
+  if (has_beta && c->gft_beta_dim == 0)
+    return cli_usage_error("generate", "--beta needs a GFT checkpoint (train lm --gft); %s is a conditional (CFG) "
+                                       "one: use --cfg W", ckpt);
+  if (has_beta && sparq_gft_check_beta((float)beta, "generate --beta"))
+    return cli_usage_error("generate", "%s", sparq_last_error());
+  if (has_cfg && !(cfg >= 1.0))
+    return cli_usage_error("generate", "--cfg %g is below 1 (w < 1 is beta = 1/w > 1, outside the training range)",
+                           cfg);
+  opt->label = (int32_t)c->num_classes;
+  if (cls) {
+    int rc = resolve_class(ckpt, cls, c->num_classes, &opt->label);
+    if (rc) return rc;
+  }
+  opt->gft_beta = has_beta ? (float)beta : 1.0f;
+  opt->cfg_scale = has_cfg ? (float)cfg : 1.0f;
+  return CLI_OK;
+}
+
 int cli_generate(int argc, char **argv) {
-  const char *ckpt = NULL, *prompt = "\n";
+  const char *ckpt = NULL, *prompt = "\n", *cls = NULL;
   int64_t tokens = 300, top_k = 200, seed = 1337;
-  double temperature = 0.8;
+  double temperature = 0.8, beta = NAN, cfg = NAN; /* NaN: not given */
   const cli_opt opts[] = {
       {"ckpt", CLI_STRING, &ckpt, 0, 0, NULL},
       {"prompt", CLI_STRING, &prompt, 0, 0, NULL},
@@ -36,6 +99,9 @@ int cli_generate(int argc, char **argv) {
       {"temperature", CLI_DOUBLE, &temperature, 0, 100, NULL},
       {"top-k", CLI_INT, &top_k, 0, 1 << 20, NULL},
       {"seed", CLI_INT, &seed, 0, 9.2e18, NULL},
+      {"class", CLI_STRING, &cls, 0, 0, NULL},
+      {"beta", CLI_DOUBLE, &beta, -1e9, 1e9, NULL},
+      {"cfg", CLI_DOUBLE, &cfg, -1e9, 1e9, NULL},
   };
   int rc = cli_parse("generate", argc, argv, 1, opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, NULL);
   if (rc) return rc;
@@ -51,6 +117,12 @@ int cli_generate(int argc, char **argv) {
   }
   sparq_gpt *g = NULL;
   if ((rc = cli_load_gpt(ckpt, &g))) return rc;
+  const sparq_gpt_config *c = sparq_gpt_get_config(g);
+  sparq_gpt_sampling opt = {.temperature = (float)temperature, .top_k = top_k};
+  if ((rc = conditional_options(ckpt, c, cls, beta, cfg, &opt))) {
+    sparq_gpt_free(g);
+    return rc;
+  }
   int32_t *ids = sparq_alloc((n_prompt + (size_t)tokens + 1) * sizeof *ids, "generation");
   if (!ids) {
     sparq_gpt_free(g);
@@ -58,11 +130,26 @@ int cli_generate(int argc, char **argv) {
   }
   for (size_t i = 0; i < n_prompt; i++) ids[i] = (uint8_t)prompt[i];
   sparq_rng rng = sparq_rng_make((uint64_t)seed, 0x67656e);
-  if (sparq_gpt_generate(g, ids, (int64_t)n_prompt, tokens, (float)temperature, top_k, &rng, ids + n_prompt)) {
+  int64_t nfe = 1;
+  const double t0 = sparq_now();
+  sparq_status s = c->num_classes > 0
+                       ? sparq_gpt_generate_cond(g, ids, (int64_t)n_prompt, tokens, &opt, &rng, ids + n_prompt, &nfe)
+                       : sparq_gpt_generate(g, ids, (int64_t)n_prompt, tokens, (float)temperature, top_k, &rng,
+                                            ids + n_prompt);
+  if (s) {
     rc = cli_fail_last_error();
   } else {
     for (size_t i = 0; i < n_prompt + (size_t)tokens; i++) putchar(ids[i] & 0xff);
     putchar('\n');
+    if (c->num_classes > 0) {
+      /* on stderr, so stdout stays the text alone */
+      char guide[64] = "unconditional (null class)";
+      if (opt.cfg_scale > 1.0f) snprintf(guide, sizeof guide, "CFG w %g", opt.cfg_scale);
+      else if (opt.label < c->num_classes) snprintf(guide, sizeof guide, "gft_beta %g", opt.gft_beta);
+      fprintf(stderr, "generate: class %d, %s: NFE %" PRId64 " per token (%" PRId64 " forwards for %" PRId64
+                      " tokens), %.2f s\n",
+              (int)opt.label, guide, nfe, nfe * tokens, tokens, sparq_now() - t0);
+    }
   }
   sparq_free(ids);
   sparq_gpt_free(g);

@@ -6,6 +6,7 @@
  * N x C x C GEMMs run faster here than one N x 3C x C with a 3C-wide
  * output. */
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #include "nn/gpt_internal.h"
@@ -29,68 +30,112 @@
 static const float *data_or_null(const sparq_param *p) { return p ? p->data : NULL; }
 static float *grad_or_null(const sparq_param *p) { return p ? p->grad : NULL; }
 
-static sparq_status check_tokens(const sparq_gpt *g, const int32_t *t, int64_t n, const char *what, bool allow_neg) {
+static sparq_status check_tokens(const sparq_gpt *g, const char *who, const int32_t *t, int64_t n, const char *what,
+                                 bool allow_neg) {
   for (int64_t i = 0; i < n; i++) {
     if (t[i] >= g->cfg.vocab_size || (t[i] < 0 && !allow_neg))
-      return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_forward: %s[%" PRId64 "] = %d is outside 0..%" PRId64, what, i,
-                        (int)t[i], g->cfg.vocab_size - 1);
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s[%" PRId64 "] = %d is outside 0..%" PRId64, who, what, i, (int)t[i],
+                        g->cfg.vocab_size - 1);
   }
   return SPARQ_OK;
 }
 
-sparq_status sparq_gpt_forward(sparq_gpt *g, const int32_t *x, const int32_t *y, int64_t B, int64_t T, float *loss) {
-  if (!g || !x) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_forward: NULL argument");
+sparq_status gpt_check_inputs(const sparq_gpt *g, const char *who, const int32_t *x, const int32_t *y,
+                              const int32_t *labels, const float *gft_beta, int64_t B, int64_t T) {
+  if (!g || !x) return sparq_fail(SPARQ_ERR_ARG, "%s: NULL argument", who);
   const sparq_gpt_config *c = &g->cfg;
   if (B < 1 || T < 1 || T > c->block_size)
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_forward: B %" PRId64 " and T %" PRId64 " (block_size %" PRId64 ")", B,
-                      T, c->block_size);
-  if (B > INT64_MAX / T || B * T > ((int64_t)1 << 30) / c->n_embd)
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_forward: B %" PRId64 " x T %" PRId64 " is too large", B, T);
-  const int64_t N = B * T, C = c->n_embd, NH = c->n_head, hd = C / NH, V = c->vocab_size;
-  sparq_status s = check_tokens(g, x, N, "x", false);
+    return sparq_fail(SPARQ_ERR_ARG, "%s: B %" PRId64 " and T %" PRId64 " (block_size %" PRId64 ")", who, B, T,
+                      c->block_size);
+  const int64_t Tp = gpt_rows_per_seq(g, T);
+  if (B > INT64_MAX / Tp || B * Tp > ((int64_t)1 << 30) / c->n_embd)
+    return sparq_fail(SPARQ_ERR_ARG, "%s: B %" PRId64 " x T %" PRId64 " is too large", who, B, T);
+  if (labels && c->num_classes == 0) return sparq_fail(SPARQ_ERR_ARG, "%s: labels for an unconditional model", who);
+  if (gft_beta && c->gft_beta_dim == 0) return sparq_fail(SPARQ_ERR_ARG, "%s: gft_beta for a model without it", who);
+  for (int64_t b = 0; labels && b < B; b++)
+    if (labels[b] < 0 || labels[b] > c->num_classes)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: labels[%" PRId64 "] = %d is outside 0..%" PRId64 " (%" PRId64 " = null)",
+                        who, b, (int)labels[b], c->num_classes, c->num_classes);
+  for (int64_t b = 0; gft_beta && b < B; b++)
+    if (!isfinite(gft_beta[b]))
+      return sparq_fail(SPARQ_ERR_ARG, "%s: gft_beta[%" PRId64 "] is not finite", who, b);
+  sparq_status s = check_tokens(g, who, x, B * T, "x", false);
+  if (!s && y) s = check_tokens(g, who, y, B * T, "y", true);
+  return s;
+}
+
+sparq_status gpt_block_forward(sparq_gpt *g, const gpt_block_params *p, gpt_block_acts *a, const float *in,
+                               float *out, int64_t B, int64_t Tp) {
+  const int64_t N = B * Tp, C = g->cfg.n_embd, NH = g->cfg.n_head, hd = C / NH;
+  sparq_status s;
+  TIMED_VOID(other, sparq_nn_layernorm_forward(a->ln_1, a->ln_1_mean, a->ln_1_rstd, in, p->ln_1_w->data,
+                                               data_or_null(p->ln_1_b), N, C));
+  float *qkv[3] = {a->q, a->k, a->v};
+  for (int j = 0; j < 3; j++) {
+    const float *bias = p->c_attn_b ? p->c_attn_b->data + j * C : NULL;
+    TIMED(gemm, sparq_nn_linear_forward(qkv[j], a->ln_1, p->c_attn_w->data + j * C * C, bias, N, C, C));
+  }
+  TIMED(attention, sparq_nn_attention_forward(a->att, a->lse, a->q, a->k, a->v, B, Tp, NH, hd));
+  TIMED(gemm, sparq_nn_linear_forward(a->res_mid, a->att, p->attn_proj_w->data, data_or_null(p->attn_proj_b), N,
+                                      C, C));
+  TIMED_VOID(other, sparq_nn_residual_forward(a->res_mid, a->res_mid, in, (size_t)(N * C)));
+  TIMED_VOID(other, sparq_nn_layernorm_forward(a->ln_2, a->ln_2_mean, a->ln_2_rstd, a->res_mid, p->ln_2_w->data,
+                                               data_or_null(p->ln_2_b), N, C));
+  TIMED(gemm, sparq_nn_linear_forward(a->fc, a->ln_2, p->c_fc_w->data, data_or_null(p->c_fc_b), N, C, 4 * C));
+  TIMED_VOID(other, sparq_nn_gelu_forward(a->fc_gelu, a->fc, (size_t)(N * 4 * C)));
+  TIMED(gemm, sparq_nn_linear_forward(out, a->fc_gelu, p->mlp_proj_w->data, data_or_null(p->mlp_proj_b), N, 4 * C,
+                                      C));
+  TIMED_VOID(other, sparq_nn_residual_forward(out, out, a->res_mid, (size_t)(N * C)));
+  return SPARQ_OK;
+}
+
+sparq_status gpt_head_forward(sparq_gpt *g, float *ln, float *mean, float *rstd, const float *in, float *logits,
+                              int64_t N) {
+  const int64_t C = g->cfg.n_embd, V = g->cfg.vocab_size;
+  sparq_status s;
+  TIMED_VOID(other, sparq_nn_layernorm_forward(ln, mean, rstd, in, g->ln_f_w->data, data_or_null(g->ln_f_b), N, C));
+  TIMED(gemm, sparq_nn_linear_forward(logits, ln, g->wte->data, NULL, N, C, V));
+  return SPARQ_OK;
+}
+
+sparq_status sparq_gpt_forward(sparq_gpt *g, const int32_t *x, const int32_t *y, int64_t B, int64_t T, float *loss) {
+  return sparq_gpt_forward_cond(g, x, y, NULL, NULL, B, T, loss);
+}
+
+sparq_status sparq_gpt_forward_cond(sparq_gpt *g, const int32_t *x, const int32_t *y, const int32_t *labels,
+                                    const float *gft_beta, int64_t B, int64_t T, float *loss) {
+  static const char who[] = "sparq_gpt_forward";
+  sparq_status s = gpt_check_inputs(g, who, x, y, labels, gft_beta, B, T);
   if (s) return s;
-  if (y && (s = check_tokens(g, y, N, "y", true))) return s;
+  const sparq_gpt_config *c = &g->cfg;
+  const int64_t Tp = gpt_rows_per_seq(g, T), N = B * Tp, V = c->vocab_size;
   if ((s = gpt_reserve(g, N))) return s;
-  memcpy(g->tokens, x, (size_t)N * sizeof *x);
-  if (y) memcpy(g->targets, y, (size_t)N * sizeof *y);
+  memcpy(g->tokens, x, (size_t)(B * T) * sizeof *x);
+  if (y && Tp == T) memcpy(g->targets, y, (size_t)N * sizeof *y);
+  for (int64_t b = 0; y && Tp != T && b < B; b++) {
+    /* the prefix row is context only (gpt.h) */
+    g->targets[b * Tp] = -1;
+    memcpy(g->targets + b * Tp + 1, y + b * T, (size_t)T * sizeof *y);
+  }
   g->B = B;
   g->T = T;
-  g->has_targets = false;
+  g->has_targets = g->has_forward = false;
 
-  TIMED_VOID(other, sparq_nn_embedding_forward(g->residual[0], x, g->wte->data, g->wpe->data, B, T, C));
-  for (int64_t l = 0; l < c->n_layer; l++) {
-    const gpt_block_params *p = &g->blocks[l];
-    gpt_block_acts *a = &g->acts[l];
-    const float *in = g->residual[l];
-    TIMED_VOID(other, sparq_nn_layernorm_forward(a->ln_1, a->ln_1_mean, a->ln_1_rstd, in, p->ln_1_w->data,
-                                                 data_or_null(p->ln_1_b), N, C));
-    float *qkv[3] = {a->q, a->k, a->v};
-    for (int j = 0; j < 3; j++) {
-      const float *bias = p->c_attn_b ? p->c_attn_b->data + j * C : NULL;
-      TIMED(gemm, sparq_nn_linear_forward(qkv[j], a->ln_1, p->c_attn_w->data + j * C * C, bias, N, C, C));
-    }
-    TIMED(attention, sparq_nn_attention_forward(a->att, a->lse, a->q, a->k, a->v, B, T, NH, hd));
-    TIMED(gemm, sparq_nn_linear_forward(a->res_mid, a->att, p->attn_proj_w->data, data_or_null(p->attn_proj_b), N,
-                                        C, C));
-    TIMED_VOID(other, sparq_nn_residual_forward(a->res_mid, a->res_mid, in, (size_t)(N * C)));
-    TIMED_VOID(other, sparq_nn_layernorm_forward(a->ln_2, a->ln_2_mean, a->ln_2_rstd, a->res_mid, p->ln_2_w->data,
-                                                 data_or_null(p->ln_2_b), N, C));
-    TIMED(gemm, sparq_nn_linear_forward(a->fc, a->ln_2, p->c_fc_w->data, data_or_null(p->c_fc_b), N, C, 4 * C));
-    TIMED_VOID(other, sparq_nn_gelu_forward(a->fc_gelu, a->fc, (size_t)(N * 4 * C)));
-    float *out = g->residual[l + 1];
-    TIMED(gemm, sparq_nn_linear_forward(out, a->fc_gelu, p->mlp_proj_w->data, data_or_null(p->mlp_proj_b), N,
-                                        4 * C, C));
-    TIMED_VOID(other, sparq_nn_residual_forward(out, out, a->res_mid, (size_t)(N * C)));
+  if (c->num_classes == 0) {
+    TIMED_VOID(other, sparq_nn_embedding_forward(g->residual[0], x, g->wte->data, g->wpe->data, B, T, c->n_embd));
+  } else {
+    TIMED(other, gpt_embed_forward(g, g->residual[0], x, labels, gft_beta, B, T, g->beta_freq, g->prefix, g->labels));
   }
-  TIMED_VOID(other, sparq_nn_layernorm_forward(g->ln_f, g->ln_f_mean, g->ln_f_rstd, g->residual[c->n_layer],
-                                               g->ln_f_w->data, data_or_null(g->ln_f_b), N, C));
-  TIMED(gemm, sparq_nn_linear_forward(g->logits, g->ln_f, g->wte->data, NULL, N, C, V));
+  for (int64_t l = 0; l < c->n_layer; l++)
+    if ((s = gpt_block_forward(g, &g->blocks[l], &g->acts[l], g->residual[l], g->residual[l + 1], B, Tp))) return s;
+  if ((s = gpt_head_forward(g, g->ln_f, g->ln_f_mean, g->ln_f_rstd, g->residual[c->n_layer], g->logits, N))) return s;
   if (y) {
     float l = 0;
-    TIMED(other, sparq_nn_xent_forward(&l, g->probs, g->logits, y, N, V));
+    TIMED(other, sparq_nn_xent_forward(&l, g->probs, g->logits, g->targets, N, V));
     if (loss) *loss = l;
     g->has_targets = true;
   }
+  g->has_forward = true;
   return SPARQ_OK;
 }
 
@@ -103,18 +148,13 @@ static sparq_status linear_backward_fresh(sparq_gpt *g, float *dinp, float *dw, 
   return SPARQ_OK;
 }
 
-sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss) {
-  if (!g) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward: NULL model");
-  if (!g->has_targets)
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward: the last forward had no targets (or failed)");
+/* Everything below the logits, from dlogits [N,V]. */
+static sparq_status backward_from(sparq_gpt *g, const float *dlogits) {
   const sparq_gpt_config *c = &g->cfg;
-  const int64_t B = g->B, T = g->T, N = B * T, C = c->n_embd, NH = c->n_head, hd = C / NH, V = c->vocab_size;
+  const int64_t B = g->B, Tp = gpt_rows_per_seq(g, g->T), N = B * Tp, C = c->n_embd, NH = c->n_head, hd = C / NH,
+                V = c->vocab_size;
   sparq_status s;
-
-  TIMED_VOID(other, memset(g->d_logits, 0, (size_t)(N * V) * sizeof(float)));
-  TIMED_VOID(other, sparq_nn_xent_backward(g->d_logits, g->probs, g->targets, N, V, dloss));
-  if ((s = linear_backward_fresh(g, g->d_ln, g->wte->grad, NULL, g->d_logits, g->ln_f, g->wte->data, N, C, V)))
-    return s;
+  if ((s = linear_backward_fresh(g, g->d_ln, g->wte->grad, NULL, dlogits, g->ln_f, g->wte->data, N, C, V))) return s;
   TIMED_VOID(other, memset(g->d_res, 0, (size_t)(N * C) * sizeof(float)));
   TIMED_VOID(other, sparq_nn_layernorm_backward(g->d_res, g->ln_f_w->grad, grad_or_null(g->ln_f_b), g->d_ln,
                                                 g->residual[c->n_layer], g->ln_f_w->data, g->ln_f_mean,
@@ -137,7 +177,7 @@ sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss) {
                                    a->att, p->attn_proj_w->data, N, C, C)))
       return s;
     TIMED(attention, sparq_nn_attention_backward(g->d_q, g->d_k, g->d_v, g->d_att, a->q, a->k, a->v, a->att, a->lse,
-                                                 B, T, NH, hd));
+                                                 B, Tp, NH, hd));
     const float *dqkv[3] = {g->d_q, g->d_k, g->d_v};
     for (int j = 0; j < 3; j++) {
       const float *w = p->c_attn_w->data + j * C * C;
@@ -149,6 +189,26 @@ sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss) {
     TIMED_VOID(other, sparq_nn_layernorm_backward(g->d_res, p->ln_1_w->grad, grad_or_null(p->ln_1_b), g->d_ln,
                                                   g->residual[l], p->ln_1_w->data, a->ln_1_mean, a->ln_1_rstd, N, C));
   }
-  TIMED_VOID(other, sparq_nn_embedding_backward(g->wte->grad, g->wpe->grad, g->d_res, g->tokens, B, T, C));
+  if (c->num_classes == 0) {
+    TIMED_VOID(other, sparq_nn_embedding_backward(g->wte->grad, g->wpe->grad, g->d_res, g->tokens, B, g->T, C));
+  } else {
+    TIMED(other, gpt_embed_backward(g, g->d_res));
+  }
   return SPARQ_OK;
+}
+
+sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss) {
+  if (!g) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward: NULL model");
+  if (!g->has_targets)
+    return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward: the last forward had no targets (or failed)");
+  const int64_t N = g->B * gpt_rows_per_seq(g, g->T), V = g->cfg.vocab_size;
+  TIMED_VOID(other, memset(g->d_logits, 0, (size_t)(N * V) * sizeof(float)));
+  TIMED_VOID(other, sparq_nn_xent_backward(g->d_logits, g->probs, g->targets, N, V, dloss));
+  return backward_from(g, g->d_logits);
+}
+
+sparq_status sparq_gpt_backward_logits(sparq_gpt *g, const float *dlogits) {
+  if (!g || !dlogits) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward_logits: NULL argument");
+  if (!g->has_forward) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_backward_logits: no forward to differentiate");
+  return backward_from(g, dlogits);
 }

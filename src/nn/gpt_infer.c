@@ -9,8 +9,8 @@
 /* Picks a token from one row of logits: argmax at temperature 0, else a
  * draw from softmax(logits / temperature) restricted to the top_k largest
  * (ties at the k-th value are kept, as torch.topk's threshold does). */
-static int32_t sample_row(const float *logits, int64_t V, float temperature, int64_t top_k, sparq_rng *rng,
-                          double *work) {
+int32_t gpt_sample_row(const float *logits, int64_t V, float temperature, int64_t top_k, sparq_rng *rng,
+                       double *work) {
   if (temperature <= 0.0f) {
     int64_t best = 0;
     for (int64_t i = 1; i < V; i++)
@@ -59,6 +59,12 @@ sparq_status sparq_gpt_generate(sparq_gpt *g, const int32_t *prompt, int64_t n_p
                       n_prompt);
   if (!(temperature >= 0.0f) || !isfinite(temperature))
     return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_generate: temperature %g must be finite and >= 0", temperature);
+  if (g->cfg.num_classes > 0) {
+    /* the logits carry a prefix row; a conditional model samples unconditionally through the null class */
+    const sparq_gpt_sampling opt = {.temperature = temperature, .top_k = top_k,
+                                    .label = (int32_t)g->cfg.num_classes, .gft_beta = 1.0f, .cfg_scale = 1.0f};
+    return sparq_gpt_generate_cond(g, prompt, n_prompt, n_new, &opt, rng, out, NULL);
+  }
   const int64_t V = g->cfg.vocab_size, ctx_max = g->cfg.block_size;
   int64_t total = n_prompt + n_new;
   int32_t *seq = sparq_alloc((size_t)total * sizeof *seq, "generated sequence");
@@ -73,7 +79,7 @@ sparq_status sparq_gpt_generate(sparq_gpt *g, const int32_t *prompt, int64_t n_p
   for (int64_t i = n_prompt; i < total && !s; i++) {
     int64_t T = i < ctx_max ? i : ctx_max;
     s = sparq_gpt_forward(g, seq + i - T, NULL, 1, T, NULL);
-    if (!s) seq[i] = sample_row(g->logits + (T - 1) * V, V, temperature, top_k, rng, work);
+    if (!s) seq[i] = gpt_sample_row(g->logits + (T - 1) * V, V, temperature, top_k, rng, work);
   }
   if (!s && n_new > 0) memcpy(out, seq + n_prompt, (size_t)n_new * sizeof *out);
   sparq_free(seq);
@@ -85,6 +91,11 @@ sparq_status sparq_gpt_generate(sparq_gpt *g, const int32_t *prompt, int64_t n_p
 #define EVAL_BATCH 8
 
 sparq_status sparq_gpt_eval_bytes(sparq_gpt *g, const uint8_t *data, size_t size, double *loss, int64_t *tokens) {
+  return sparq_gpt_eval_bytes_cond(g, data, size, g ? (int32_t)g->cfg.num_classes : 0, loss, tokens);
+}
+
+sparq_status sparq_gpt_eval_bytes_cond(sparq_gpt *g, const uint8_t *data, size_t size, int32_t label, double *loss,
+                                      int64_t *tokens) {
   if (!g || !data || !loss) return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_eval_bytes: NULL argument");
   const int64_t T = g->cfg.block_size;
   if (size < (size_t)T + 1)
@@ -94,6 +105,12 @@ sparq_status sparq_gpt_eval_bytes(sparq_gpt *g, const uint8_t *data, size_t size
     return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_eval_bytes: vocab_size %" PRId64 " cannot hold bytes",
                       g->cfg.vocab_size);
   int64_t windows = (int64_t)((size - 1) / (size_t)T); /* i + T + 1 <= size for i = w T */
+  const bool cond = g->cfg.num_classes > 0;
+  if (cond && (label < 0 || label > g->cfg.num_classes))
+    return sparq_fail(SPARQ_ERR_ARG, "sparq_gpt_eval_bytes: label %d is outside 0..%" PRId64, (int)label,
+                      g->cfg.num_classes);
+  int32_t labels[EVAL_BATCH];
+  for (int b = 0; b < EVAL_BATCH; b++) labels[b] = label;
   int32_t *x = sparq_alloc((size_t)(EVAL_BATCH * T) * sizeof *x, "eval batch");
   int32_t *y = sparq_alloc((size_t)(EVAL_BATCH * T) * sizeof *y, "eval batch");
   if (!x || !y) {
@@ -113,7 +130,7 @@ sparq_status sparq_gpt_eval_bytes(sparq_gpt *g, const uint8_t *data, size_t size
       }
     }
     float mean = 0.0f;
-    s = sparq_gpt_forward(g, x, y, nb, T, &mean);
+    s = sparq_gpt_forward_cond(g, x, y, cond ? labels : NULL, NULL, nb, T, &mean);
     sum += (double)mean * (double)(nb * T);
   }
   sparq_free(x);

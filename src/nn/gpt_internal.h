@@ -26,6 +26,7 @@ struct sparq_gpt {
   sparq_gpt_config cfg;
   sparq_param_list params;
   sparq_param *wte, *wpe, *ln_f_w, *ln_f_b;
+  sparq_param *cls, *beta_proj; /* conditional models: the class table, the gft_beta projection (or NULL) */
   gpt_block_params *blocks; /* n_layer */
 
   /* Activations and backward scratch, sized for `cap_rows` rows. */
@@ -35,20 +36,67 @@ struct sparq_gpt {
   gpt_block_acts *acts;
   float *ln_f, *ln_f_mean, *ln_f_rstd, *logits, *probs;
   float *d_res, *d_ln, *d_att, *d_q, *d_k, *d_v, *d_fc, *d_logits;
-  int32_t *tokens, *targets; /* copies of the last forward's x and y */
+  int32_t *tokens, *targets; /* copies of the last forward's x and y (targets: [B, rows(T)]) */
+  /* Conditional models: the last forward's labels [B] (null filled in), the
+   * sinusoidal embeddings of 1000 gft_beta [B, gft_beta_dim] and a [B, C]
+   * scratch for the prefix's beta term and its gradient. */
+  int32_t *labels;
+  float *beta_freq, *prefix;
 
-  int64_t B, T;     /* of the last forward */
+  int64_t B, T;     /* of the last forward (T: bytes per sequence) */
   bool has_targets; /* the last forward had targets (backward allowed) */
+  bool has_forward; /* the last forward succeeded (backward from logits allowed) */
+
+  /* sparq_gpt_infer's scratch: one layer's activations for infer_rows rows. */
+  int64_t infer_rows;
+  float *infer_arena;
+  float *inf_res[2], *inf_ln_f, *inf_ln_f_mean, *inf_ln_f_rstd, *inf_freq, *inf_prefix;
+  gpt_block_acts inf_acts;
 
   sparq_gpt_timing timing;
 
   /* Checkpoint description (strings live here). */
-  char meta_values[6][32];
-  sparq_metadata_entry meta[8];
+  char meta_values[8][32];
+  sparq_metadata_entry meta[10];
+  size_t meta_count;
   sparq_ckpt_alias alias;
 };
 
 /* Makes sure the activation buffers hold `rows` rows (grows, never shrinks). */
 sparq_status gpt_reserve(sparq_gpt *g, int64_t rows);
+/* The same for sparq_gpt_infer's scratch. */
+sparq_status gpt_reserve_infer(sparq_gpt *g, int64_t rows);
+void gpt_free_infer(sparq_gpt *g);
+
+/* Rows per sequence of T bytes: T + 1 with a class prefix. */
+static inline int64_t gpt_rows_per_seq(const sparq_gpt *g, int64_t T) { return T + (g->cfg.num_classes > 0); }
+
+/* Checks the forward's arguments (sizes, tokens, labels, gft_beta); who
+ * names the caller in the message. */
+sparq_status gpt_check_inputs(const sparq_gpt *g, const char *who, const int32_t *x, const int32_t *y,
+                              const int32_t *labels, const float *gft_beta, int64_t B, int64_t T);
+
+/* The input rows [B, rows(T), C]: the class prefix of each sequence (labels
+ * NULL = null class; gft_beta NULL = 1; 1 for null rows), then wte + wpe of
+ * its bytes. freq [B, gft_beta_dim] and prefix [B, C] are scratch (freq is
+ * kept for backward); labels_out [B] (may be NULL) receives the labels used. */
+sparq_status gpt_embed_forward(const sparq_gpt *g, float *out, const int32_t *x, const int32_t *labels,
+                               const float *gft_beta, int64_t B, int64_t T, float *freq, float *prefix,
+                               int32_t *labels_out);
+/* Its backward from d_res [B, rows(T), C] for the last forward: wte, wpe,
+ * and the class table and beta projection of conditional models. */
+sparq_status gpt_embed_backward(sparq_gpt *g, const float *d_res);
+
+/* One transformer block, in -> out [N,C], saving into a (nanoGPT's order). */
+sparq_status gpt_block_forward(sparq_gpt *g, const gpt_block_params *p, gpt_block_acts *a, const float *in,
+                               float *out, int64_t B, int64_t Tp);
+/* ln_f and the tied LM head: logits [N,V] from in [N,C]. */
+sparq_status gpt_head_forward(sparq_gpt *g, float *ln, float *mean, float *rstd, const float *in, float *logits,
+                              int64_t N);
+
+/* Picks a token from one row of logits (sparq_gpt_generate's rule);
+ * work holds V doubles. */
+int32_t gpt_sample_row(const float *logits, int64_t V, float temperature, int64_t top_k, sparq_rng *rng,
+                       double *work);
 
 #endif

@@ -36,6 +36,15 @@ sparq_status sparq_gpt_config_check(const sparq_gpt_config *c) {
                       GPT_MAX_DIM);
   if (c->vocab_size < 1 || c->vocab_size > (1 << 20))
     return sparq_fail(SPARQ_ERR_ARG, "GPT config: vocab_size %" PRId64 " is outside 1..%d", c->vocab_size, 1 << 20);
+  if (c->num_classes < 0 || c->num_classes > GPT_MAX_DIM)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: num_classes %" PRId64 " is outside 0..%d", c->num_classes,
+                      GPT_MAX_DIM);
+  if (c->gft_beta_dim < 0 || c->gft_beta_dim > 4096 || c->gft_beta_dim % 2)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: gft_beta_dim %" PRId64 " is not an even number in 0..4096",
+                      c->gft_beta_dim);
+  if (c->gft_beta_dim > 0 && c->num_classes == 0)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: a gft_beta input (gft_beta_dim %" PRId64 ") needs classes",
+                      c->gft_beta_dim);
   return SPARQ_OK;
 }
 
@@ -45,7 +54,9 @@ sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_g
   sparq_status s;
   if ((s = sparq_safetensors_metadata_int(st, "n_layer", true, &c.n_layer)) || (s = sparq_safetensors_metadata_int(st, "n_head", true, &c.n_head)) ||
       (s = sparq_safetensors_metadata_int(st, "n_embd", true, &c.n_embd)) || (s = sparq_safetensors_metadata_int(st, "block_size", true, &c.block_size)) ||
-      (s = sparq_safetensors_metadata_int(st, "vocab_size", true, &c.vocab_size)))
+      (s = sparq_safetensors_metadata_int(st, "vocab_size", true, &c.vocab_size)) ||
+      (s = sparq_safetensors_metadata_int(st, "num_classes", false, &c.num_classes)) ||
+      (s = sparq_safetensors_metadata_int(st, "gft_beta_dim", false, &c.gft_beta_dim)))
     return s;
   const char *bias = sparq_safetensors_metadata(st, "bias");
   if (!bias) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has no 'bias'", st->path);
@@ -96,6 +107,10 @@ static sparq_status register_params(sparq_gpt *g) {
   }
   if ((s = add_param(pl, "transformer.ln_f.weight", C, 0))) return s;
   if (c->bias && (s = add_param(pl, "transformer.ln_f.bias", C, 0))) return s;
+  /* after nanoGPT's tensors, so those keep their Philox streams (init_params) */
+  if (c->num_classes > 0 && (s = add_param(pl, "cls_embedding.embedding_table.weight", c->num_classes + 1, C)))
+    return s;
+  if (c->gft_beta_dim > 0 && (s = add_param(pl, "t_embedder.cond_proj.weight", C, c->gft_beta_dim))) return s;
   return sparq_params_allocate(pl);
 }
 
@@ -110,6 +125,8 @@ static void bind_params(sparq_gpt *g) {
   g->wpe = sparq_params_find(&g->params, "transformer.wpe.weight");
   g->ln_f_w = sparq_params_find(&g->params, "transformer.ln_f.weight");
   g->ln_f_b = sparq_params_find(&g->params, "transformer.ln_f.bias");
+  g->cls = sparq_params_find(&g->params, "cls_embedding.embedding_table.weight");
+  g->beta_proj = sparq_params_find(&g->params, "t_embedder.cond_proj.weight");
   for (int64_t l = 0; l < g->cfg.n_layer; l++) {
     gpt_block_params *b = &g->blocks[l];
     b->ln_1_w = find_layer_param(g, l, "ln_1.weight");
@@ -162,6 +179,13 @@ static void describe(sparq_gpt *g) {
   g->meta[5] = (sparq_metadata_entry){"bias", c->bias ? "true" : "false"};
   g->meta[6] = (sparq_metadata_entry){"dropout", "0.0"};
   g->meta[7] = (sparq_metadata_entry){"model", "gpt"};
+  g->meta_count = 8;
+  if (c->num_classes > 0) {
+    snprintf(g->meta_values[5], sizeof g->meta_values[5], "%" PRId64, c->num_classes);
+    snprintf(g->meta_values[6], sizeof g->meta_values[6], "%" PRId64, c->gft_beta_dim);
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"num_classes", g->meta_values[5]};
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"gft_beta_dim", g->meta_values[6]};
+  }
   g->alias = (sparq_ckpt_alias){"lm_head.weight", "transformer.wte.weight"};
 }
 
@@ -203,6 +227,8 @@ void sparq_gpt_free(sparq_gpt *g) {
   sparq_params_free(&g->params);
   sparq_free(g->blocks);
   free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
+  sparq_free(g->labels);
+  gpt_free_infer(g);
   sparq_free(g);
 }
 
@@ -214,7 +240,13 @@ void sparq_gpt_checkpoint_info(sparq_gpt *g, const sparq_ckpt_alias **aliases, s
   if (aliases) *aliases = &g->alias;
   if (alias_count) *alias_count = 1;
   if (meta) *meta = g->meta;
-  if (meta_count) *meta_count = sizeof g->meta / sizeof g->meta[0];
+  if (meta_count) *meta_count = g->meta_count;
+}
+
+int64_t sparq_gpt_rows(const sparq_gpt *g, int64_t T) { return gpt_rows_per_seq(g, T); }
+
+void sparq_gpt_zero_beta_proj(sparq_gpt *g) {
+  if (g && g->beta_proj) memset(g->beta_proj->data, 0, g->beta_proj->numel * sizeof(float));
 }
 
 const float *sparq_gpt_logits(const sparq_gpt *g) { return g ? g->logits : NULL; }
@@ -235,13 +267,19 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   size_t total = (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
                  2 * ROUND16(N * V) /* logits probs */ + 6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ +
                  ROUND16(4 * N * C) + ROUND16(N * V);
+  /* the conditional prefix's buffers (B <= N sequences); none otherwise */
+  const bool cond = c->num_classes > 0;
+  const size_t F = (size_t)c->gft_beta_dim;
+  total += cond ? ROUND16(N * F) + ROUND16(N * C) : 0;
+  int32_t *labels = cond ? sparq_alloc(N * sizeof(int32_t), "GPT labels") : NULL;
   float *arena = sparq_alloc(total * sizeof(float), "GPT activations");
   float **residual = sparq_calloc(L + 1, sizeof *residual, "GPT activations");
   gpt_block_acts *acts = sparq_calloc(L, sizeof *acts, "GPT activations");
   int32_t *tokens = sparq_alloc(N * sizeof(int32_t), "GPT tokens");
   int32_t *targets = sparq_alloc(N * sizeof(int32_t), "GPT targets");
-  if (!arena || !residual || !acts || !tokens || !targets) {
+  if (!arena || !residual || !acts || !tokens || !targets || (cond && !labels)) {
     free_buffers(arena, residual, acts, tokens, targets);
+    sparq_free(labels);
     return SPARQ_ERR_NOMEM;
   }
   float *p = arena;
@@ -277,9 +315,13 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->d_v = TAKE(N * C);
   g->d_fc = TAKE(4 * N * C);
   g->d_logits = TAKE(N * V);
+  g->beta_freq = cond ? TAKE(N * F) : NULL;
+  g->prefix = cond ? TAKE(N * C) : NULL;
 #undef TAKE
 #undef ROUND16
   free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
+  sparq_free(g->labels);
+  g->labels = labels;
   g->arena = arena;
   g->residual = residual;
   g->acts = acts;
@@ -287,5 +329,6 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->targets = targets;
   g->cap_rows = rows;
   g->has_targets = false;
+  g->has_forward = false;
   return SPARQ_OK;
 }

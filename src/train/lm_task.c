@@ -4,6 +4,7 @@
 
 #include "sparq/data.h"
 #include "sparq/lm.h"
+#include "train/lm_cond.h"
 
 /* The held-out windows come from their own stream of eval_seed. */
 #define EVAL_STREAM 0x6576616cu /* "eval" */
@@ -48,6 +49,7 @@ void sparq_lm_task_free(sparq_lm_task *t) {
   sparq_free(t->x);
   sparq_free(t->y);
   t->x = t->y = NULL;
+  lm_cond_free(t);
 }
 
 static sparq_status lm_train_micro(void *self, sparq_rng *rng, float dloss, float *loss) {
@@ -81,4 +83,11 @@ void sparq_lm_task_trainable(sparq_lm_task *t, sparq_trainable *out) {
   out->eval = lm_eval;
   out->tokens_per_micro = t->batch * t->seq;
   sparq_gpt_checkpoint_info(t->gpt, &out->aliases, &out->alias_count, &out->meta, &out->meta_count);
+  if (t->n_classes > 0) {
+    out->train_micro = lm_cond_train_micro;
+    out->eval = lm_cond_eval;
+    out->log_extra = lm_cond_log_extra;
+    out->meta = t->meta;
+    out->meta_count = t->meta_count;
+  }
 }
