@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "nn/dit_internal.h"
+#include "ref_linear_util.h"
 #include "sparq/base.h"
 #include "sparq/dit.h"
 #include "sparq/io.h"
@@ -40,16 +41,6 @@ static const double *BP(const ref_model *m, int l, const char *suffix) {
   char name[128];
   snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);
   return P(m, name);
-}
-
-/* out[N,OC] = in[N,Cin] w[OC,Cin]^T + b */
-static void ref_linear(double *out, const double *in, const double *w, const double *b, int N, int Cin, int OC) {
-  for (int n = 0; n < N; n++)
-    for (int o = 0; o < OC; o++) {
-      double s = b ? b[o] : 0.0;
-      for (int i = 0; i < Cin; i++) s += in[n * Cin + i] * w[o * Cin + i];
-      out[n * OC + o] = s;
-    }
 }
 
 /* LayerNorm(C, elementwise_affine=False, eps=1e-6), then modulate with the

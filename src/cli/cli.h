@@ -106,6 +106,9 @@ int cli_load_gpt(const char *path, struct sparq_gpt **out);
 int cli_plot_log(const char *log_path, const char *png_path);
 /* Writes s as a gnuplot single-quoted string (' doubled). */
 void cli_gnuplot_quote(FILE *f, const char *s);
+/* Creates PNG_PATH.gp for writing: *script (free it) and *gp (fclose it);
+ * prints the error. */
+int cli_gnuplot_script_open(const char *png_path, char **script, FILE **gp);
 /* Runs `gnuplot SCRIPT`; a clear error when gnuplot is missing or fails. */
 int cli_run_gnuplot(const char *script);
 /* Whether a JSONL file holds `eval fd --json` rows (a "fd" and "acc" per

@@ -112,15 +112,9 @@ static int write_script(FILE *in, FILE *gp, const char *sweep_path, const char *
 int cli_plot_fd(const char *sweep_path, const char *png_path) {
   FILE *in = fopen(sweep_path, "rb");
   if (!in) return cli_fail("%s: %s", sweep_path, strerror(errno));
-  const size_t n = strlen(png_path) + 4;
-  char *script = malloc(n);
-  if (!script) {
-    fclose(in);
-    return cli_fail("out of memory");
-  }
-  snprintf(script, n, "%s.gp", png_path);
-  FILE *gp = fopen(script, "wb");
-  int rc = gp ? CLI_OK : cli_fail("%s: %s", script, strerror(errno));
+  char *script = NULL;
+  FILE *gp = NULL;
+  int rc = cli_gnuplot_script_open(png_path, &script, &gp);
   int points = 0;
   if (!rc) rc = write_script(in, gp, sweep_path, png_path, &points);
   if (gp && fclose(gp) != 0 && !rc) rc = cli_fail("%s: write failed", script);

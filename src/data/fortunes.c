@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/fortunes_internal.h"
 #include "sparq/data.h"
 
 #define PACKAGE "fortunes"
@@ -113,7 +114,29 @@ static sparq_status read_exact(const char *dir, int dfd, const char *name, uint8
   return st;
 }
 
+void fortunes_files_free(fortunes_file *files, size_t count) {
+  for (size_t i = 0; files && i < count; i++) free(files[i].name);
+  free(files);
+}
+
+/* Hands the names over to files [count] with their sizes as read. */
+static sparq_status take_files(name_list *names, const size_t *sizes, fortunes_file **files, size_t *count) {
+  *files = calloc(names->count ? names->count : 1, sizeof **files);
+  if (!*files) return sparq_fail(SPARQ_ERR_NOMEM, "out of memory listing the fortunes files");
+  for (size_t i = 0; i < names->count; i++) {
+    (*files)[i] = (fortunes_file){names->names[i], sizes[i]};
+    names->names[i] = NULL;
+  }
+  *count = names->count;
+  return SPARQ_OK;
+}
+
 sparq_status sparq_fortunes_load(const char *dir, sparq_text_corpus *out) {
+  return fortunes_load_files(dir, out, NULL, NULL);
+}
+
+sparq_status fortunes_load_files(const char *dir, sparq_text_corpus *out, fortunes_file **files, size_t *count) {
+  if (files) *files = NULL, *count = 0;
   memset(out, 0, sizeof *out);
   if (!dir) {
     const char *env = getenv("SPARQ_FORTUNES_DIR");
@@ -130,9 +153,11 @@ sparq_status sparq_fortunes_load(const char *dir, sparq_text_corpus *out) {
   sparq_status st = list_files(dir, dfd, &names, &total);
   if (!st && total == 0)
     st = sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no fortune text files (install the Debian package " PACKAGE ")", dir);
+  size_t *sizes = NULL;
   if (!st) {
     out->bytes = sparq_alloc(total, "fortunes corpus");
-    if (!out->bytes) st = SPARQ_ERR_NOMEM;
+    sizes = calloc(names.count, sizeof *sizes);
+    if (!out->bytes || !sizes) st = sparq_fail(SPARQ_ERR_NOMEM, "%s: out of memory reading the corpus", dir);
   }
   size_t offset = 0;
   for (size_t i = 0; !st && i < names.count; i++) {
@@ -143,6 +168,7 @@ sparq_status sparq_fortunes_load(const char *dir, sparq_text_corpus *out) {
       break;
     }
     st = read_exact(dir, dfd, names.names[i], out->bytes + offset, (size_t)sb.st_size);
+    sizes[i] = (size_t)sb.st_size;
     offset += (size_t)sb.st_size;
   }
   if (!st && offset != total) st = sparq_fail(SPARQ_ERR_IO, "%s: files changed while being read", dir);
@@ -155,7 +181,9 @@ sparq_status sparq_fortunes_load(const char *dir, sparq_text_corpus *out) {
     out->train = out->bytes;
     out->val = out->bytes + out->train_size;
     out->files = (int)names.count;
+    if (files) st = take_files(&names, sizes, files, count);
   }
+  free(sizes);
   names_free(&names);
   if (st) sparq_text_corpus_free(out);
   return st;

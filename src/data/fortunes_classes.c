@@ -1,84 +1,14 @@
 /* The fortunes corpus with a label per file (data.h): the classes of the
- * class-conditional language models.
- *
- * The bytes come from sparq_fortunes_load, so they are the unlabelled
- * corpus's, byte for byte; this file only lists the same files again (the
- * same rules: regular files, no ".dat", no symbolic links, strcmp order) to
- * learn where each one starts, and checks that the sizes add up to the
- * corpus it read. */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+ * class-conditional language models. The bytes and the file boundaries come
+ * from one load (fortunes_load_files), so they are the unlabelled corpus's,
+ * byte for byte. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "data/fortunes_internal.h"
 #include "sparq/data.h"
-
-typedef struct file_entry {
-  char *name;
-  size_t size;
-} file_entry;
-
-typedef struct file_list {
-  file_entry *items;
-  size_t count, capacity;
-} file_list;
-
-static void list_free(file_list *l) {
-  for (size_t i = 0; i < l->count; i++) free(l->items[i].name);
-  free(l->items);
-  memset(l, 0, sizeof *l);
-}
-
-static bool list_push(file_list *l, const char *name, size_t size) {
-  if (l->count == l->capacity) {
-    const size_t cap = l->capacity ? 2 * l->capacity : 64;
-    file_entry *grown = realloc(l->items, cap * sizeof *grown);
-    if (!grown) return false;
-    l->items = grown;
-    l->capacity = cap;
-  }
-  const size_t n = strlen(name) + 1;
-  char *copy = malloc(n);
-  if (!copy) return false;
-  memcpy(copy, name, n);
-  l->items[l->count++] = (file_entry){copy, size};
-  return true;
-}
-
-static int by_name(const void *a, const void *b) {
-  return strcmp(((const file_entry *)a)->name, ((const file_entry *)b)->name);
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-  const size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && !memcmp(s + n - m, suffix, m);
-}
-
-static sparq_status list_files(const char *dir, file_list *out) {
-  DIR *d = opendir(dir);
-  if (!d) return sparq_fail(SPARQ_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
-  const int dfd = dirfd(d);
-  sparq_status st = SPARQ_OK;
-  for (struct dirent *e; !st && (e = readdir(d));) {
-    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-    if (ends_with(e->d_name, ".dat")) continue;
-    struct stat sb;
-    if (fstatat(dfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-      st = sparq_fail(SPARQ_ERR_IO, "%s/%s: %s", dir, e->d_name, strerror(errno));
-      break;
-    }
-    if (!S_ISREG(sb.st_mode)) continue;
-    if (!list_push(out, e->d_name, (size_t)sb.st_size)) st = sparq_fail(SPARQ_ERR_NOMEM, "%s: out of memory", dir);
-  }
-  closedir(d);
-  if (!st && out->count) qsort(out->items, out->count, sizeof *out->items, by_name);
-  return st;
-}
 
 void sparq_text_classes_free(sparq_text_classes *tc) {
   if (!tc) return;
@@ -88,12 +18,13 @@ void sparq_text_classes_free(sparq_text_classes *tc) {
 }
 
 /* The classes of the listed files over the loaded corpus. */
-static sparq_status build_classes(const char *dir, const file_list *files, sparq_text_classes *out) {
+static sparq_status build_classes(const char *dir, const fortunes_file *files, size_t nfiles,
+                                  sparq_text_classes *out) {
   size_t total = 0;
   int kept = 0;
-  for (size_t i = 0; i < files->count; i++) {
-    total += files->items[i].size;
-    kept += files->items[i].size >= SPARQ_TEXT_CLASS_MIN_BYTES;
+  for (size_t i = 0; i < nfiles; i++) {
+    total += files[i].size;
+    kept += files[i].size >= SPARQ_TEXT_CLASS_MIN_BYTES;
   }
   if (total != out->corpus.size)
     return sparq_fail(SPARQ_ERR_IO, "%s: the files changed while being read", dir);
@@ -103,8 +34,8 @@ static sparq_status build_classes(const char *dir, const file_list *files, sparq
   out->classes = sparq_calloc((size_t)kept, sizeof *out->classes, "text classes");
   if (!out->classes) return SPARQ_ERR_NOMEM;
   size_t offset = 0;
-  for (size_t i = 0; i < files->count; i++) {
-    const file_entry *f = &files->items[i];
+  for (size_t i = 0; i < nfiles; i++) {
+    const fortunes_file *f = &files[i];
     const uint8_t *start = out->corpus.bytes + offset;
     offset += f->size;
     if (f->size < SPARQ_TEXT_CLASS_MIN_BYTES) {
@@ -132,12 +63,12 @@ sparq_status sparq_fortunes_classes_load(const char *dir, sparq_text_classes *ou
     const char *env = getenv("SPARQ_FORTUNES_DIR");
     dir = env && *env ? env : SPARQ_FORTUNES_DEFAULT_DIR;
   }
-  sparq_status st = sparq_fortunes_load(dir, &out->corpus);
+  fortunes_file *files = NULL;
+  size_t nfiles = 0;
+  sparq_status st = fortunes_load_files(dir, &out->corpus, &files, &nfiles);
   if (st) return st;
-  file_list files = {0};
-  st = list_files(dir, &files);
-  if (!st) st = build_classes(dir, &files, out);
-  list_free(&files);
+  st = build_classes(dir, files, nfiles, out);
+  fortunes_files_free(files, nfiles);
   if (st) sparq_text_classes_free(out);
   return st;
 }
