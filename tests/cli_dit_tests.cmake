@@ -71,7 +71,7 @@ sparq_cli_test(sample_gft_beta_above_one 2 ARGS sample --ckpt ${SPARQ_TEST_TMP}/
 # GFT and CFG side by side on the same sweep: CFG at w = 1/beta with 2 NFE
 # per step, GFT at beta with 1.
 sparq_cli_test(eval_fd_gft_vs_cfg 0 ARGS eval fd --ckpt ${DIT_RUN}/ema.safetensors,${SPARQ_TEST_TMP}/dit-gft/ema.safetensors
-  --beta 1,0.5 --n 20 --steps 2
+  --beta 1,0.5 --n 20 --steps 2 --jsonl ${SPARQ_TEST_TMP}/gft-sweep.jsonl
   STDOUT_REGEX "\n +1.000 +1  cfg .* 2 .*dit-run/ema.safetensors\n +1.000 +1  gft .* 2 .*dit-gft/ema.safetensors\n +0.500 +2  cfg .* 4 .*\n +0.500 +2  gft .* 2 .*summary.*\\[2\\] vs \\[1\\]: best FD ratio [0-9.]+, largest accuracy gap at matched beta [0-9.]+ points, sampling time ratio [0-9.]+")
 sparq_cli_test(eval_fd_beta_above_one 2 ARGS eval fd --ckpt ${SPARQ_TEST_TMP}/dit-gft/ema.safetensors --beta 1,1.5
   STDERR_REGEX "--beta takes .* in \\(0, 1\\]")
@@ -79,6 +79,7 @@ sparq_cli_test(eval_fd_beta_and_cfg 2 ARGS eval fd --ckpt ${SPARQ_TEST_TMP}/dit-
   STDERR_REGEX "give one")
 set_tests_properties(cli_sample_gft_beta cli_sample_gft_cfg cli_sample_gft_beta_above_one cli_eval_fd_gft_vs_cfg
   cli_eval_fd_beta_above_one cli_eval_fd_beta_and_cfg PROPERTIES FIXTURES_REQUIRED dit_gft)
+set_tests_properties(cli_eval_fd_gft_vs_cfg PROPERTIES FIXTURES_SETUP gft_sweep)
 sparq_cli_test(sample_beta_needs_gft 2 ARGS sample --ckpt ${DIT_RUN}/ckpt.safetensors --beta 0.5
   --npy ${SPARQ_TEST_TMP}/x.npy STDERR_REGEX "--beta needs a GFT checkpoint")
 set_tests_properties(cli_sample_beta_needs_gft PROPERTIES FIXTURES_REQUIRED dit_run)
@@ -94,4 +95,8 @@ find_program(SPARQ_GNUPLOT gnuplot)
 if(SPARQ_GNUPLOT)
   sparq_cli_test(plot_fd_sweep 0 ARGS plot ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/fd_sweep.jsonl
     --out ${SPARQ_TEST_TMP}/fd-sweep.png STDOUT_REGEX "plot: .*fd-sweep.png \\(FD against accuracy, 4 points")
+  # the --jsonl file of the side-by-side sweep above: 2 checkpoints x 2 betas
+  sparq_cli_test(plot_gft_sweep 0 ARGS plot ${SPARQ_TEST_TMP}/gft-sweep.jsonl --out ${SPARQ_TEST_TMP}/gft-sweep.png
+    STDOUT_REGEX "FD against accuracy, 4 points")
+  set_tests_properties(cli_plot_gft_sweep PROPERTIES FIXTURES_REQUIRED gft_sweep)
 endif()

@@ -3,6 +3,7 @@
  * images (spec gft.md 8.2), over a sweep of guidance strengths, with several
  * checkpoints side by side on the same noise: CFG ones at w, GFT ones at
  * beta = 1 / w (spec gft.md 8.2 "Sampling"). */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -88,7 +89,7 @@ typedef struct fd_model {
 /* One sweep point of one model: CFG samples at w = 1 / beta with 2 NFE per
  * step, GFT at beta with 1; the same seed, so the same noise, for all. */
 static int eval_point(fd_model *m, cli_sample_flags f, double beta, sparq_classifier *cls,
-                      const sparq_feature_stats *ref, float *x, int32_t *labels, bool json, int point) {
+                      const sparq_feature_stats *ref, float *x, int32_t *labels, FILE *json, bool text, int point) {
   f.gft = m->gft;
   f.cfg = 1.0 / beta;
   f.beta = m->gft ? beta : 0.0;
@@ -101,15 +102,16 @@ static int eval_point(fd_model *m, cli_sample_flags f, double beta, sparq_classi
   m->acc[point] = row.acc;
   if (point == 0 || row.fd < m->best_fd) m->best_fd = row.fd, m->best_at = beta;
   if (json)
-    printf("{\"model\":\"%s\",\"guidance\":\"%s\",\"beta\":%.4g,\"cfg\":%.4g,\"n\":%" PRId64
+    fprintf(json, "{\"model\":\"%s\",\"guidance\":\"%s\",\"beta\":%.4g,\"cfg\":%.4g,\"n\":%" PRId64
            ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f,\"nfe\":%" PRId64
            ",\"seconds\":%.2f,\"sampler\":\"%s\",\"steps\":%" PRId64 ",\"attn\":\"%s\",\"seed\":%" PRId64 "}\n",
            m->path, m->gft ? "gft" : "cfg", beta, 1.0 / beta, f.n, row.fd, row.acc, row.is, st.nfe, st.seconds,
            f.sampler, f.steps, f.attn, f.seed);
-  else
+  if (text)
     printf("  %6.3f %6.3g  %-4s %9.3f %8.4f %7.3f %5" PRId64 " %9.1f %9.4f   %s\n", beta, 1.0 / beta,
            m->gft ? "gft" : "cfg", row.fd, row.acc, row.is, st.nfe, st.seconds, st.seconds / (double)f.n, m->path);
   fflush(stdout);
+  if (json) fflush(json);
   return CLI_OK;
 }
 
@@ -132,9 +134,9 @@ static void print_summary(const fd_model *m, int nmodels, int npoints) {
 int cli_eval_fd(int argc, char **argv) {
   cli_sample_flags f = cli_sample_flags_default();
   f.n = 10000;
-  const char *scales_arg = NULL, *betas_arg = NULL, *classifier = NULL, *data_dir = NULL;
+  const char *scales_arg = NULL, *betas_arg = NULL, *classifier = NULL, *data_dir = NULL, *jsonl = NULL;
   bool json = false;
-  cli_opt opts[CLI_SAMPLE_OPTS + 6];
+  cli_opt opts[CLI_SAMPLE_OPTS + 7];
   int nopts = cli_sample_opts(&f, opts);
   /* --beta is a list here, not the one temperature of `sample` */
   for (int i = 0; i < nopts; i++)
@@ -144,9 +146,11 @@ int cli_eval_fd(int argc, char **argv) {
   opts[nopts++] = (cli_opt){"classifier", CLI_STRING, &classifier, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"data-dir", CLI_STRING, &data_dir, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"json", CLI_BOOL, &json, 0, 0, NULL};
+  opts[nopts++] = (cli_opt){"jsonl", CLI_STRING, &jsonl, 0, 0, NULL};
   int rc = cli_parse("eval", argc, argv, 2, opts, nopts, NULL, 0, NULL);
   if (rc) return rc;
   if (!f.ckpt) return cli_usage_error("eval", "--ckpt CKPT[,CKPT...] is required");
+  if (json && jsonl) return cli_usage_error("eval", "--json prints the rows, --jsonl FILE writes them: give one");
   if (scales_arg && betas_arg) return cli_usage_error("eval", "--cfg and --beta are two spellings of one sweep: give one");
   double betas[MAX_SCALES] = {1.0};
   int npoints = 1;
@@ -170,6 +174,12 @@ int cli_eval_fd(int argc, char **argv) {
 
   fd_model models[MAX_MODELS];
   memset(models, 0, sizeof models);
+  /* the JSON rows go to stdout (--json) or to a file next to the table (--jsonl) */
+  FILE *json_out = json ? stdout : NULL;
+  if (jsonl && !(json_out = fopen(jsonl, "w"))) {
+    free(paths_buf);
+    return cli_fail("eval fd: %s: %s", jsonl, strerror(errno));
+  }
   sparq_classifier *cls = NULL;
   sparq_fashion_mnist test = {0}, train = {0};
   sparq_feature_stats ref = {0};
@@ -216,10 +226,11 @@ int cli_eval_fd(int argc, char **argv) {
     rc = cli_fail_last_error();
     goto done;
   }
-  if (json)
-    printf("{\"cfg\":null,\"what\":\"train images\",\"n\":%" PRId64 ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f}\n",
-           train.n, floor.fd, floor.acc, floor.is);
-  else
+  if (json_out)
+    fprintf(json_out,
+            "{\"cfg\":null,\"what\":\"train images\",\"n\":%" PRId64 ",\"fd\":%.4f,\"acc\":%.4f,\"is\":%.4f}\n",
+            train.n, floor.fd, floor.acc, floor.is);
+  if (!json)
     printf("eval fd: %s %" PRId64 " steps, %" PRId64 " samples per point (balanced classes), seed %" PRId64
            ", attention %s, against %" PRId64 " test images; CFG models at w = 1/beta (2 NFE per step), GFT "
            "models at beta (1 NFE per step)\n  floor (%" PRId64 " real training images): FD %.3f  acc %.4f  IS %.3f\n"
@@ -234,7 +245,8 @@ int cli_eval_fd(int argc, char **argv) {
     rc = cli_dit_sample(models[k].dit, &models[k].diff, &warm, -1, f.n < 256 ? f.n : 256, x, labels, NULL, NULL);
   }
   for (int i = 0; i < npoints && !rc; i++)
-    for (int k = 0; k < nmodels && !rc; k++) rc = eval_point(&models[k], f, betas[i], cls, &ref, x, labels, json, i);
+    for (int k = 0; k < nmodels && !rc; k++)
+      rc = eval_point(&models[k], f, betas[i], cls, &ref, x, labels, json_out, !json, i);
   if (!rc && !json) print_summary(models, nmodels, npoints);
 done:
   sparq_free(x), sparq_free(labels), sparq_free(feats), sparq_free(probs);
@@ -244,6 +256,8 @@ done:
     sparq_diffusion_free(&models[k].diff);
   }
   free(paths_buf);
+  if (json_out && json_out != stdout && fclose(json_out) != 0 && !rc)
+    rc = cli_fail("eval fd: %s: write failed", jsonl);
   sparq_fashion_mnist_free(&test);
   sparq_fashion_mnist_free(&train);
   sparq_classifier_free(cls);

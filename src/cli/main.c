@@ -241,7 +241,7 @@ const cli_command cli_commands[] = {
      "  --json prints {\"loss_nats\":..,\"bits_per_byte\":..,\"tokens\":..}.\n"
      "       sparq eval fd --ckpt CKPT[,CKPT...] [--beta B[,B...] | --cfg W[,W...]] [--n 10000] [--sampler S]\n"
      "                     [--steps N] [--eta X] [--seed S] [--attn VARIANT] [--raw] [--classifier PATH]\n"
-     "                     [--data-dir DIR] [--json]\n"
+     "                     [--data-dir DIR] [--json | --jsonl FILE]\n"
      "  Generation metrics of DiT checkpoints with the shipped Fashion-MNIST\n"
      "  classifier (spec gft.md 8.2): N samples with balanced classes per point of\n"
      "  the guidance sweep, Frechet distance of the classifier's 128-d features\n"
@@ -252,11 +252,12 @@ const cli_command cli_commands[] = {
      "  step), a GFT one at beta (1 NFE per step); --cfg W is the same sweep as\n"
      "  --beta 1/W (W >= 1). A summary compares each checkpoint with the first:\n"
      "  best FD ratio, largest accuracy gap at matched beta, sampling time ratio.\n"
-     "  --json prints one object per line (`sparq plot` draws FD against accuracy).\n"
+     "  --json prints one object per line instead of the table, --jsonl FILE writes\n"
+     "  them to FILE next to it (`sparq plot FILE` draws FD against accuracy).\n"
      "example: sparq eval lm --ckpt runs/lm/ckpt.safetensors\n"
      "         sparq eval fd --ckpt runs/dit/ema.safetensors --cfg 1,1.5,2,3,4 --n 2000 --sampler dpmpp2m --steps 25\n"
      "         sparq eval fd --ckpt runs/dit/ema.safetensors,runs/gft/ema.safetensors --beta 1,.8,.67,.5,.4,.33,.25\n"
-     "              --sampler dpmpp2m --steps 25 --json > sweep.jsonl\n"},
+     "              --sampler dpmpp2m --steps 25 --jsonl sweep.jsonl\n"},
     {"plot", cli_plot, "draw a training log's loss curve or an `eval fd` sweep with gnuplot",
      "usage: sparq plot LOG.jsonl|SWEEP.jsonl --out PLOT.png\n"
      "  A training log: training loss per step and held-out loss per evaluation.\n"
