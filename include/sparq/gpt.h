@@ -38,7 +38,24 @@
  *     LlamaGen embeds beta with its t_embedder, GFT's DiT with this bias-free
  *     "cond_proj"; one linear map, as the spec's section 4 asks)
  * An unconditional config (num_classes 0) is nanoGPT exactly, with the same
- * tensors, metadata and numbers as before these were added. */
+ * tensors, metadata and numbers as before these were added.
+ *
+ * Mixture-of-experts models (moe_router relu or topk; spec remoe.md, moe.h)
+ * replace the MLP of the blocks in moe_layers by E experts of the MLP's
+ * shape (hidden 4C, exact GELU) behind a bias-free router; the rest of the
+ * block is unchanged, and the MoE output is added to the residual like the
+ * MLP's. A block l in moe_layers has, in place of its mlp.c_fc/c_proj:
+ *   transformer.h.{l}.mlp.router.weight          [E, C]      (Megatron's name)
+ *   transformer.h.{l}.mlp.experts.c_fc.weight    [E, 4C, C]  expert e's c_fc
+ *                                                            weight is [e]
+ *   transformer.h.{l}.mlp.experts.c_fc.bias      [E, 4C]     (with bias)
+ *   transformer.h.{l}.mlp.experts.c_proj.weight  [E, C, 4C]
+ *   transformer.h.{l}.mlp.experts.c_proj.bias    [E, C]      (with bias)
+ * The experts are stacked as in Megatron's GroupedMLP, under nanoGPT's
+ * c_fc/c_proj names. Initialisation as nanoGPT's: the router and c_fc
+ * N(0, 0.02), c_proj N(0, 0.02 / sqrt(2 n_layer)), biases 0; the stacked
+ * biases take no weight decay. Class conditioning and MoE exclude each
+ * other. */
 #ifndef SPARQ_GPT_H
 #define SPARQ_GPT_H
 
@@ -48,6 +65,7 @@
 
 #include "sparq/base.h"
 #include "sparq/io.h"
+#include "sparq/moe.h"
 #include "sparq/nn.h"
 #include "sparq/status.h"
 
@@ -66,6 +84,11 @@ typedef struct sparq_gpt_config {
   int64_t num_classes;  /* 0 (default): unconditional; K > 0: class prefix token (see above) */
   int64_t gft_beta_dim; /* 0 (default): no gft_beta input; else the (even) width of the sinusoidal
                            embedding of 1000 gft_beta (GFT: 256); needs num_classes > 0 */
+  sparq_moe_router moe_router; /* SPARQ_MOE_NONE (default): dense MLPs everywhere */
+  int64_t moe_experts;  /* E, 1..SPARQ_MOE_MAX_EXPERTS (MoE models only) */
+  int64_t moe_topk;     /* k, 1..E: TopK's experts per token, ReMoE's target (S* = 1 - k/E) */
+  uint64_t moe_layers;  /* bit l: block l's MLP is an MoE; nonzero, below bit n_layer (so an MoE
+                           model has at most 64 layers) */
 } sparq_gpt_config;
 
 sparq_gpt_config sparq_gpt_config_default(void);
@@ -75,7 +98,9 @@ sparq_status sparq_gpt_config_check(const sparq_gpt_config *cfg);
 /* Config <-> checkpoint metadata ("n_layer", "n_head", "n_embd",
  * "block_size", "vocab_size" as decimal strings, "bias" as "true"/"false";
  * "num_classes" and "gft_beta_dim" only for conditional models, 0 when
- * absent, so older checkpoints load as unconditional). */
+ * absent, so older checkpoints load as unconditional; "moe_router" (relu or
+ * topk), "moe_experts", "moe_topk" and "moe_layers" (the layer indices,
+ * comma-separated) only for MoE models, dense when absent). */
 sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_gpt_config *out);
 
 typedef struct sparq_gpt sparq_gpt;
@@ -192,6 +217,28 @@ sparq_status sparq_gpt_generate_cond(sparq_gpt *g, const int32_t *prompt, int64_
 sparq_status sparq_gpt_eval_bytes(sparq_gpt *g, const uint8_t *data, size_t size, double *loss, int64_t *tokens);
 sparq_status sparq_gpt_eval_bytes_cond(sparq_gpt *g, const uint8_t *data, size_t size, int32_t label, double *loss,
                                       int64_t *tokens);
+
+/* ------------------------------------------------- mixture of experts */
+
+/* The number of MoE blocks (0 for a dense model). */
+int64_t sparq_gpt_moe_count(const sparq_gpt *g);
+/* What the j-th MoE block (in layer order, 0 <= j < count) measured in the
+ * last sparq_gpt_forward(_cond) (evaluation forwards included; the
+ * inference pass keeps nothing). *layer (may be NULL) receives the block
+ * index. The stats' rows are the forward's B rows(T) rows in order. The
+ * pointers stay valid until the next forward. SPARQ_ERR_ARG when j is out
+ * of range or nothing was run. */
+sparq_status sparq_gpt_moe_stats(const sparq_gpt *g, int64_t j, int64_t *layer, sparq_moe_stats *out);
+/* The MoE terms sparq_gpt_backward adds to the cross-entropy (default: none):
+ *   J = CE + lambda * L_reg + aux_coef * sum_l aux_l
+ * L_reg = (1/L) sum_l reg_l, AVERAGED over the L MoE blocks (the spec's
+ * formula; ReMoE's code sums them, which only rescales the adaptive
+ * lambda), reg_l the l1 kind's regulariser of block l (relu router only);
+ * the TopK aux losses are SUMMED over blocks as Megatron does with its
+ * fixed coefficient (topk only). Both are taken on the last forward's rows
+ * with the counts held fixed, and scaled by backward's dloss like the
+ * cross-entropy. sparq_gpt_backward_logits applies them with dloss 1. */
+void sparq_gpt_set_moe_objective(sparq_gpt *g, float lambda, sparq_moe_l1 l1, float aux_coef);
 
 /* Per-phase wall time of forward+backward since the last reset, seconds
  * (for sparq bench train). */

@@ -46,6 +46,8 @@ typedef struct sparq_lm_task {
   size_t meta_count;
   char p_uncond_text[32];
   char *class_names;                     /* owned */
+
+  struct sparq_lm_moe *moe;              /* MoE training (sparq_lm_task_set_moe), owned; NULL otherwise */
 } sparq_lm_task;
 
 /* Checks sizes (seq <= block_size; both splits longer than seq + 1) and
@@ -71,6 +73,42 @@ void sparq_lm_task_free(sparq_lm_task *task);
  * both splits (SPARQ_ERR_ARG naming the class). */
 sparq_status sparq_lm_task_set_classes(sparq_lm_task *task, const sparq_text_class *classes, int count,
                                        float p_uncond, bool gft);
+
+/* Mixture-of-experts training (spec remoe.md) for a GPT with MoE blocks. */
+typedef struct sparq_lm_moe_config {
+  sparq_moe_l1 l1;       /* ReMoE's regulariser kind (relu router) */
+  float lambda0, alpha;  /* the adaptive lambda (relu router; spec defaults 1e-8, 1.2) */
+  float lambda_start;    /* > 0: start at this lambda (a resumed run's checkpointed value), else lambda0 */
+  float aux;             /* TopK's aux-loss coefficient (topk router; spec 1e-2) */
+  const char *log_path;  /* the per-step detail log (JSONL; NULL: none). A fresh run empties it; a
+                            resumed one keeps the records of steps <= first_step */
+  int64_t first_step;    /* the step the run starts after (0, or the resumed checkpoint's) */
+} sparq_lm_moe_config;
+
+/* Makes the task train the GPT's MoE blocks (after sparq_lm_task_init; the
+ * plain byte task only). Every micro-batch runs with the objective
+ *   loss = CE + lambda L_reg (relu) or CE + aux sum_l aux_l (topk)
+ * (sparq_gpt_set_moe_objective; its value is the step record's "loss"),
+ * and after every optimizer step lambda is updated from the step's
+ * sparsity (the mean over micro-batches and MoE blocks of the training
+ * forwards; sparq_moe_lambda). Each step record of log.jsonl adds
+ * "loss_lm", "loss_reg" (L_reg, averaged over blocks), "lambda" (the value
+ * the step used), "lambda_reg", "sparsity", "active_mean", "active_zero"
+ * (share of (block, token) pairs with no expert), "load_max_mean" (the
+ * largest max/mean expert-load ratio over blocks) and "aux_loss" (the
+ * coefficient times the sum over blocks). The detail log adds per step the
+ * per-block sparsity, the active-expert percentiles (p50, p99, max), every
+ * block's per-expert load (share of tokens routed), max/mean ratio and the
+ * count of experts under 1/64 of the uniform share. Checkpoints carry
+ * "moe_l1", "moe_lambda" (after the step's update, "%.9g", so a resume is
+ * bit-exact), "moe_lambda0", "moe_alpha" and "moe_aux". */
+sparq_status sparq_lm_task_set_moe(sparq_lm_task *task, const sparq_lm_moe_config *cfg);
+/* Over the training forwards of this invocation: for every input byte
+ * value, the mean number of active experts (per MoE block, averaged over
+ * the blocks) and how often the byte was seen. */
+sparq_status sparq_lm_task_moe_bytes(const sparq_lm_task *task, double mean_active[256], int64_t freq[256]);
+/* The current lambda (0 without MoE training). */
+float sparq_lm_task_moe_lambda(const sparq_lm_task *task);
 
 /* The trainable view: train_micro draws a batch of random windows of the
  * training bytes from the trainer's data stream (sparq_text_batch), runs the

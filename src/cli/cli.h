@@ -80,6 +80,8 @@ int cli_plot(int argc, char **argv);
 int cli_bench_train(int argc, char **argv);
 /* argv[0] is "svg". */
 int cli_bench_svg(int argc, char **argv);
+/* spec remoe.md section 8's protocol and the MoE throughput (cli_bench_remoe.c). */
+int cli_bench_remoe(int argc, char **argv);
 
 /* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
 typedef struct cli_lm_flags {
@@ -91,6 +93,11 @@ typedef struct cli_lm_flags {
   double p_uncond;  /* label dropout of --cond and --gft */
   bool resume;
   bool cond, gft;   /* class-conditional (CFG baseline) / Guidance-Free Training on the fortunes classes */
+  /* mixture of experts (spec remoe.md): --moe relu|topk (NULL: dense), --experts, --topk,
+   * --moe-layers all|LIST, --l1 lb|plain, --lambda0, --alpha, --aux */
+  const char *moe, *moe_layers, *l1;
+  int64_t experts, topk;
+  double lambda0, alpha, aux;
 } cli_lm_flags;
 cli_lm_flags cli_lm_flags_default(void);
 /* Loads "fortunes" (or NULL) or a file path as a byte corpus; prints the error. */
@@ -99,6 +106,10 @@ int cli_load_text(const char *data, struct sparq_text_corpus *out);
 struct sparq_train_result;
 /* Runs `sparq train lm` with these flags; quiet drops the progress and summary lines. */
 int cli_train_lm_run(const cli_lm_flags *f, struct sparq_train_result *result, bool quiet);
+/* From an MoE run's RUN_DIR/moe_bytes.tsv: the mean active experts of the 8
+ * most frequent bytes and of the bytes under 0.1 % of the tokens, with
+ * their shares of the tokens; prints the error. */
+int cli_moe_byte_summary(const char *run_dir, double *top, double *top_share, double *rare, double *rare_share);
 /* Loads a GPT from a sparq checkpoint (config from its metadata); prints the error. */
 struct sparq_gpt;
 int cli_load_gpt(const char *path, struct sparq_gpt **out);
@@ -116,6 +127,10 @@ int cli_run_gnuplot(const char *script);
 bool cli_is_fd_sweep(const char *path);
 /* FD against accuracy, one curve per checkpoint, points labelled by beta. */
 int cli_plot_fd(const char *sweep_path, const char *png_path);
+/* MoE training logs (train lm --moe; cli_plot_moe.c): sparsity and lambda
+ * against steps, and the LM loss. */
+bool cli_is_moe_log(const char *path);
+int cli_plot_moe(const char *log_path, const char *png_path);
 /* The demo's LM step: trains into OUT/lm, samples, plots. */
 int cli_demo_lm(const char *out);
 /* The demo's diffusion step: the shipped DiT samples a grid into OUT/dit, then its FD line. */

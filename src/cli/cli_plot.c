@@ -1,5 +1,6 @@
 /* sparq plot: the loss curve of a training log (log.jsonl) through gnuplot;
- * `eval fd --json` sweeps go to cli_plot_fd. */
+ * `eval fd --json` sweeps go to cli_plot_fd, MoE training logs to
+ * cli_plot_moe. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <spawn.h>
@@ -142,5 +143,6 @@ int cli_plot(int argc, char **argv) {
     cli_usage("plot", false);
     return CLI_USAGE;
   }
+  if (cli_is_moe_log(pos[0])) return cli_plot_moe(pos[0], out);
   return cli_is_fd_sweep(pos[0]) ? cli_plot_fd(pos[0], out) : cli_plot_log(pos[0], out);
 }

@@ -81,10 +81,16 @@ sparq_status gpt_block_forward(sparq_gpt *g, const gpt_block_params *p, gpt_bloc
   TIMED_VOID(other, sparq_nn_residual_forward(a->res_mid, a->res_mid, in, (size_t)(N * C)));
   TIMED_VOID(other, sparq_nn_layernorm_forward(a->ln_2, a->ln_2_mean, a->ln_2_rstd, a->res_mid, p->ln_2_w->data,
                                                data_or_null(p->ln_2_b), N, C));
-  TIMED(gemm, sparq_nn_linear_forward(a->fc, a->ln_2, p->c_fc_w->data, data_or_null(p->c_fc_b), N, C, 4 * C));
-  TIMED_VOID(other, sparq_nn_gelu_forward(a->fc_gelu, a->fc, (size_t)(N * 4 * C)));
-  TIMED(gemm, sparq_nn_linear_forward(out, a->fc_gelu, p->mlp_proj_w->data, data_or_null(p->mlp_proj_b), N, 4 * C,
-                                      C));
+  if (p->router) {
+    const sparq_moe_dims d = gpt_moe_dims(g);
+    const sparq_moe_weights w = gpt_moe_weights(p);
+    TIMED(gemm, sparq_moe_forward(a->moe, &d, &w, a->ln_2, out, N));
+  } else {
+    TIMED(gemm, sparq_nn_linear_forward(a->fc, a->ln_2, p->c_fc_w->data, data_or_null(p->c_fc_b), N, C, 4 * C));
+    TIMED_VOID(other, sparq_nn_gelu_forward(a->fc_gelu, a->fc, (size_t)(N * 4 * C)));
+    TIMED(gemm, sparq_nn_linear_forward(out, a->fc_gelu, p->mlp_proj_w->data, data_or_null(p->mlp_proj_b), N,
+                                        4 * C, C));
+  }
   TIMED_VOID(other, sparq_nn_residual_forward(out, out, a->res_mid, (size_t)(N * C)));
   return SPARQ_OK;
 }
@@ -163,13 +169,23 @@ static sparq_status backward_from(sparq_gpt *g, const float *dlogits) {
     const gpt_block_params *p = &g->blocks[l];
     const gpt_block_acts *a = &g->acts[l];
     /* d_res holds d(residual[l + 1]); the MLP branch. */
-    if ((s = linear_backward_fresh(g, g->d_fc, p->mlp_proj_w->grad, grad_or_null(p->mlp_proj_b), g->d_res,
-                                   a->fc_gelu, p->mlp_proj_w->data, N, 4 * C, C)))
-      return s;
-    TIMED_VOID(other, sparq_nn_gelu_backward(g->d_fc, a->fc, g->d_fc, (size_t)(N * 4 * C)));
-    if ((s = linear_backward_fresh(g, g->d_ln, p->c_fc_w->grad, grad_or_null(p->c_fc_b), g->d_fc, a->ln_2,
-                                   p->c_fc_w->data, N, C, 4 * C)))
-      return s;
+    if (p->router) {
+      const sparq_moe_dims d = gpt_moe_dims(g);
+      const sparq_moe_weights w = gpt_moe_weights(p);
+      const sparq_moe_grads gr = gpt_moe_grads(p);
+      /* gpt.h: lambda times the MoE blocks' mean regulariser, aux summed over blocks */
+      const float reg_scale = g->moe_dloss * g->moe_lambda / (float)g->moe_count;
+      TIMED(gemm, sparq_moe_backward(a->moe, &d, &w, &gr, a->ln_2, g->d_res, g->d_ln, g->moe_l1, reg_scale,
+                                     g->moe_dloss * g->moe_aux));
+    } else {
+      if ((s = linear_backward_fresh(g, g->d_fc, p->mlp_proj_w->grad, grad_or_null(p->mlp_proj_b), g->d_res,
+                                     a->fc_gelu, p->mlp_proj_w->data, N, 4 * C, C)))
+        return s;
+      TIMED_VOID(other, sparq_nn_gelu_backward(g->d_fc, a->fc, g->d_fc, (size_t)(N * 4 * C)));
+      if ((s = linear_backward_fresh(g, g->d_ln, p->c_fc_w->grad, grad_or_null(p->c_fc_b), g->d_fc, a->ln_2,
+                                     p->c_fc_w->data, N, C, 4 * C)))
+        return s;
+    }
     TIMED_VOID(other, sparq_nn_layernorm_backward(g->d_res, p->ln_2_w->grad, grad_or_null(p->ln_2_b), g->d_ln,
                                                   a->res_mid, p->ln_2_w->data, a->ln_2_mean, a->ln_2_rstd, N, C));
     /* d_res now holds d(res_mid); the attention branch. */
@@ -204,7 +220,10 @@ sparq_status sparq_gpt_backward(sparq_gpt *g, float dloss) {
   const int64_t N = g->B * gpt_rows_per_seq(g, g->T), V = g->cfg.vocab_size;
   TIMED_VOID(other, memset(g->d_logits, 0, (size_t)(N * V) * sizeof(float)));
   TIMED_VOID(other, sparq_nn_xent_backward(g->d_logits, g->probs, g->targets, N, V, dloss));
-  return backward_from(g, g->d_logits);
+  g->moe_dloss = dloss;
+  sparq_status s = backward_from(g, g->d_logits);
+  g->moe_dloss = 1.0f;
+  return s;
 }
 
 sparq_status sparq_gpt_backward_logits(sparq_gpt *g, const float *dlogits) {

@@ -45,6 +45,7 @@ sparq_status gpt_reserve_infer(sparq_gpt *g, int64_t rows) {
   a->ln_2_rstd = TAKE(N);
   a->fc = TAKE(4 * N * C);
   a->fc_gelu = TAKE(4 * N * C);
+  a->moe = g->moe_infer;
   g->inf_ln_f = TAKE(N * C);
   g->inf_ln_f_mean = TAKE(N);
   g->inf_ln_f_rstd = TAKE(N);

@@ -9,6 +9,8 @@
 typedef struct gpt_block_params {
   sparq_param *ln_1_w, *ln_1_b, *c_attn_w, *c_attn_b, *attn_proj_w, *attn_proj_b;
   sparq_param *ln_2_w, *ln_2_b, *c_fc_w, *c_fc_b, *mlp_proj_w, *mlp_proj_b;
+  /* MoE blocks (router non-NULL) have these instead of the MLP's four */
+  sparq_param *router, *ex_fc_w, *ex_fc_b, *ex_proj_w, *ex_proj_b;
 } gpt_block_params;
 
 /* Saved activations of one block for rows N = B*T (forward writes, backward reads). */
@@ -20,6 +22,7 @@ typedef struct gpt_block_acts {
   float *ln_2, *ln_2_mean, *ln_2_rstd;
   float *fc;                           /* c_fc output before GELU [N,4C] */
   float *fc_gelu;                      /* after GELU [N,4C] */
+  sparq_moe_state *moe;                /* MoE blocks: the layer's routing and expert activations */
 } gpt_block_acts;
 
 struct sparq_gpt {
@@ -55,9 +58,18 @@ struct sparq_gpt {
 
   sparq_gpt_timing timing;
 
+  /* MoE models: one state per block for the training forward (NULL for
+   * dense blocks), one the inference pass reuses for every block, and the
+   * objective's settings (sparq_gpt_set_moe_objective). */
+  sparq_moe_state **moe_train, *moe_infer;
+  int64_t moe_count;
+  float moe_lambda, moe_aux, moe_dloss;
+  sparq_moe_l1 moe_l1;
+
   /* Checkpoint description (strings live here). */
-  char meta_values[8][32];
-  sparq_metadata_entry meta[10];
+  char meta_values[12][32];
+  char moe_layers_text[64 * 3 + 1];
+  sparq_metadata_entry meta[16];
   size_t meta_count;
   sparq_ckpt_alias alias;
 };
@@ -93,6 +105,17 @@ sparq_status gpt_block_forward(sparq_gpt *g, const gpt_block_params *p, gpt_bloc
 /* ln_f and the tied LM head: logits [N,V] from in [N,C]. */
 sparq_status gpt_head_forward(sparq_gpt *g, float *ln, float *mean, float *rstd, const float *in, float *logits,
                               int64_t N);
+
+/* The MoE layer of a block (gpt_moe.c). */
+sparq_moe_dims gpt_moe_dims(const sparq_gpt *g);
+sparq_moe_weights gpt_moe_weights(const gpt_block_params *p);
+sparq_moe_grads gpt_moe_grads(const gpt_block_params *p);
+/* Creates the states of an MoE model (no-op for dense ones). */
+sparq_status gpt_moe_create(sparq_gpt *g);
+void gpt_moe_free(sparq_gpt *g);
+/* Parses / writes the metadata's layer list ("0,2,3"). */
+sparq_status gpt_moe_layers_parse(const char *path, const char *text, uint64_t *mask);
+void gpt_moe_layers_format(uint64_t mask, char *out, size_t size);
 
 /* Picks a token from one row of logits (sparq_gpt_generate's rule);
  * work holds V doubles. */

@@ -45,6 +45,20 @@ sparq_status sparq_gpt_config_check(const sparq_gpt_config *c) {
   if (c->gft_beta_dim > 0 && c->num_classes == 0)
     return sparq_fail(SPARQ_ERR_ARG, "GPT config: a gft_beta input (gft_beta_dim %" PRId64 ") needs classes",
                       c->gft_beta_dim);
+  if (c->moe_router == SPARQ_MOE_NONE) return SPARQ_OK;
+  if (c->moe_router != SPARQ_MOE_RELU && c->moe_router != SPARQ_MOE_TOPK)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: moe_router %d is not none, relu or topk", (int)c->moe_router);
+  if (c->moe_experts < 1 || c->moe_experts > SPARQ_MOE_MAX_EXPERTS)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: moe_experts %" PRId64 " is outside 1..%d", c->moe_experts,
+                      SPARQ_MOE_MAX_EXPERTS);
+  if (c->moe_topk < 1 || c->moe_topk > c->moe_experts)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: moe_topk %" PRId64 " is outside 1..moe_experts (%" PRId64 ")",
+                      c->moe_topk, c->moe_experts);
+  if (c->moe_layers == 0 || (c->n_layer < 64 && c->moe_layers >> c->n_layer))
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: moe_layers names no layer or one beyond n_layer %" PRId64,
+                      c->n_layer);
+  if (c->num_classes > 0)
+    return sparq_fail(SPARQ_ERR_ARG, "GPT config: MoE blocks and class conditioning exclude each other");
   return SPARQ_OK;
 }
 
@@ -63,6 +77,17 @@ sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_g
   if (strcmp(bias, "true") == 0 || strcmp(bias, "True") == 0) c.bias = true;
   else if (strcmp(bias, "false") == 0 || strcmp(bias, "False") == 0) c.bias = false;
   else return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata 'bias' = '%.40s' is not true or false", st->path, bias);
+  const char *router = sparq_safetensors_metadata(st, "moe_router");
+  if (router) {
+    if (sparq_moe_router_parse(router, &c.moe_router))
+      return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata 'moe_router' = '%.40s' is not relu or topk", st->path, router);
+    const char *layers = sparq_safetensors_metadata(st, "moe_layers");
+    if (!layers) return sparq_fail(SPARQ_ERR_FORMAT, "%s: metadata has 'moe_router' but no 'moe_layers'", st->path);
+    if ((s = sparq_safetensors_metadata_int(st, "moe_experts", true, &c.moe_experts)) ||
+        (s = sparq_safetensors_metadata_int(st, "moe_topk", true, &c.moe_topk)) ||
+        (s = gpt_moe_layers_parse(st->path, layers, &c.moe_layers)))
+      return s;
+  }
   if ((s = sparq_gpt_config_check(&c))) return sparq_fail(s, "%s: %s", st->path, sparq_last_error());
   *out = c;
   return SPARQ_OK;
@@ -71,6 +96,29 @@ sparq_status sparq_gpt_config_from_metadata(const sparq_safetensors *st, sparq_g
 static sparq_status add_param(sparq_param_list *pl, const char *name, int64_t d0, int64_t d1) {
   int64_t shape[2] = {d0, d1};
   return sparq_params_add(pl, name, d1 > 0 ? 2 : 1, shape);
+}
+
+/* An MoE block's tensors, where the MLP's would be (gpt.h). */
+static sparq_status register_moe(sparq_param_list *pl, int64_t l, const sparq_gpt_config *c) {
+  const int64_t C = c->n_embd, E = c->moe_experts;
+  const struct {
+    const char *suffix;
+    int ndim;
+    int64_t shape[3];
+    bool is_bias;
+  } t[] = {{"router.weight", 2, {E, C, 0}, false},
+           {"experts.c_fc.weight", 3, {E, 4 * C, C}, false},
+           {"experts.c_fc.bias", 2, {E, 4 * C, 0}, true},
+           {"experts.c_proj.weight", 3, {E, C, 4 * C}, false},
+           {"experts.c_proj.bias", 2, {E, C, 0}, true}};
+  char name[SPARQ_PARAM_NAME_MAX];
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    if (t[i].is_bias && !c->bias) continue;
+    snprintf(name, sizeof name, "transformer.h.%" PRId64 ".mlp.%s", l, t[i].suffix);
+    sparq_status s = sparq_params_add(pl, name, t[i].ndim, t[i].shape);
+    if (s) return s;
+  }
+  return SPARQ_OK;
 }
 
 static sparq_status register_params(sparq_gpt *g) {
@@ -97,13 +145,16 @@ static sparq_status register_params(sparq_gpt *g) {
       {"mlp.c_proj.weight", 1, 4, 0, false},  {"mlp.c_proj.bias", 0, 0, 1, true},
   };
   for (int64_t l = 0; l < c->n_layer; l++) {
+    const bool moe = c->moe_router != SPARQ_MOE_NONE && (c->moe_layers >> l & 1);
     for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
       if (layout[i].is_bias && !c->bias) continue;
+      if (moe && !strncmp(layout[i].suffix, "mlp.", 4)) continue;
       snprintf(name, sizeof name, "transformer.h.%" PRId64 ".%s", l, layout[i].suffix);
       if (layout[i].rows_per_c) s = add_param(pl, name, layout[i].rows_per_c * C, layout[i].cols_per_c * C);
       else s = add_param(pl, name, layout[i].vec_per_c * C, 0);
       if (s) return s;
     }
+    if (moe && (s = register_moe(pl, l, c))) return s;
   }
   if ((s = add_param(pl, "transformer.ln_f.weight", C, 0))) return s;
   if (c->bias && (s = add_param(pl, "transformer.ln_f.bias", C, 0))) return s;
@@ -141,6 +192,14 @@ static void bind_params(sparq_gpt *g) {
     b->c_fc_b = find_layer_param(g, l, "mlp.c_fc.bias");
     b->mlp_proj_w = find_layer_param(g, l, "mlp.c_proj.weight");
     b->mlp_proj_b = find_layer_param(g, l, "mlp.c_proj.bias");
+    b->router = find_layer_param(g, l, "mlp.router.weight");
+    b->ex_fc_w = find_layer_param(g, l, "mlp.experts.c_fc.weight");
+    b->ex_fc_b = find_layer_param(g, l, "mlp.experts.c_fc.bias");
+    b->ex_proj_w = find_layer_param(g, l, "mlp.experts.c_proj.weight");
+    b->ex_proj_b = find_layer_param(g, l, "mlp.experts.c_proj.bias");
+    /* nanoGPT decays 2-D tensors only because those are its weights; the stacked biases are biases */
+    if (b->ex_fc_b) b->ex_fc_b->decay = false;
+    if (b->ex_proj_b) b->ex_proj_b->decay = false;
   }
 }
 
@@ -156,7 +215,7 @@ static void init_params(sparq_gpt *g, uint64_t seed) {
   double proj_std = 0.02 / sqrt(2.0 * (double)g->cfg.n_layer);
   for (size_t i = 0; i < g->params.count; i++) {
     sparq_param *p = &g->params.items[i];
-    if (p->ndim == 2) {
+    if (p->ndim >= 2 && !ends_with(p->name, ".bias")) { /* MoE blocks have 3-D weights, 2-D biases */
       sparq_rng rng = sparq_rng_make(seed, (uint64_t)i);
       float std = ends_with(p->name, "c_proj.weight") ? (float)proj_std : 0.02f;
       sparq_rng_fill_normal(&rng, p->data, p->numel, 0.0f, std);
@@ -186,6 +245,15 @@ static void describe(sparq_gpt *g) {
     g->meta[g->meta_count++] = (sparq_metadata_entry){"num_classes", g->meta_values[5]};
     g->meta[g->meta_count++] = (sparq_metadata_entry){"gft_beta_dim", g->meta_values[6]};
   }
+  if (c->moe_router != SPARQ_MOE_NONE) {
+    snprintf(g->meta_values[8], sizeof g->meta_values[8], "%" PRId64, c->moe_experts);
+    snprintf(g->meta_values[9], sizeof g->meta_values[9], "%" PRId64, c->moe_topk);
+    gpt_moe_layers_format(c->moe_layers, g->moe_layers_text, sizeof g->moe_layers_text);
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"moe_router", sparq_moe_router_name(c->moe_router)};
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"moe_experts", g->meta_values[8]};
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"moe_topk", g->meta_values[9]};
+    g->meta[g->meta_count++] = (sparq_metadata_entry){"moe_layers", g->moe_layers_text};
+  }
   g->alias = (sparq_ckpt_alias){"lm_head.weight", "transformer.wte.weight"};
 }
 
@@ -209,6 +277,11 @@ sparq_status sparq_gpt_create(const sparq_gpt_config *cfg, uint64_t seed, sparq_
   bind_params(g);
   init_params(g, seed);
   describe(g);
+  g->moe_dloss = 1.0f;
+  if ((s = gpt_moe_create(g))) {
+    sparq_gpt_free(g);
+    return s;
+  }
   *out = g;
   return SPARQ_OK;
 }
@@ -229,6 +302,7 @@ void sparq_gpt_free(sparq_gpt *g) {
   free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
   sparq_free(g->labels);
   gpt_free_infer(g);
+  gpt_moe_free(g);
   sparq_free(g);
 }
 
@@ -325,6 +399,7 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->arena = arena;
   g->residual = residual;
   g->acts = acts;
+  for (size_t l = 0; g->moe_train && l < L; l++) acts[l].moe = g->moe_train[l];
   g->tokens = tokens;
   g->targets = targets;
   g->cap_rows = rows;

@@ -5,6 +5,7 @@
 #include "sparq/data.h"
 #include "sparq/lm.h"
 #include "train/lm_cond.h"
+#include "train/lm_moe.h"
 
 /* The held-out windows come from their own stream of eval_seed. */
 #define EVAL_STREAM 0x6576616cu /* "eval" */
@@ -50,6 +51,7 @@ void sparq_lm_task_free(sparq_lm_task *t) {
   sparq_free(t->y);
   t->x = t->y = NULL;
   lm_cond_free(t);
+  lm_moe_free(t);
 }
 
 static sparq_status lm_train_micro(void *self, sparq_rng *rng, float dloss, float *loss) {
@@ -89,5 +91,10 @@ void sparq_lm_task_trainable(sparq_lm_task *t, sparq_trainable *out) {
     out->log_extra = lm_cond_log_extra;
     out->meta = t->meta;
     out->meta_count = t->meta_count;
+  }
+  if (t->moe) {
+    out->train_micro = lm_moe_train_micro;
+    out->log_extra = lm_moe_log_extra;
+    lm_moe_meta(t, &out->meta, &out->meta_count);
   }
 }
