@@ -20,9 +20,8 @@ sparq_status gpt_reserve_infer(sparq_gpt *g, int64_t rows) {
   const size_t N = (size_t)rows, C = (size_t)c->n_embd, NH = (size_t)c->n_head;
   const size_t F = (size_t)c->gft_beta_dim, K = c->num_classes > 0;
 #define ROUND16(x) (((x) + 15) / 16 * 16)
-  const size_t total = 2 * ROUND16(N * C) /* residual streams */ + 5 * ROUND16(N * C) /* ln_1 q k v att */ +
-                       ROUND16(N * NH) + 2 * ROUND16(N * C) /* res_mid ln_2 */ + 2 * ROUND16(4 * N * C) +
-                       4 * ROUND16(N) + ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
+  const size_t total = 2 * ROUND16(N * C) /* residual streams */ + gpt_block_acts_floats(N, C, NH) +
+                       ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
                        K * (ROUND16(N * F) + ROUND16(N * C)) /* prefix scratch */;
   float *arena = sparq_alloc(total * sizeof(float), "GPT inference scratch");
   if (!arena) return SPARQ_ERR_NOMEM;
@@ -30,22 +29,8 @@ sparq_status gpt_reserve_infer(sparq_gpt *g, int64_t rows) {
 #define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
   g->inf_res[0] = TAKE(N * C);
   g->inf_res[1] = TAKE(N * C);
-  gpt_block_acts *a = &g->inf_acts;
-  a->ln_1 = TAKE(N * C);
-  a->ln_1_mean = TAKE(N);
-  a->ln_1_rstd = TAKE(N);
-  a->q = TAKE(N * C);
-  a->k = TAKE(N * C);
-  a->v = TAKE(N * C);
-  a->att = TAKE(N * C);
-  a->lse = TAKE(N * NH);
-  a->res_mid = TAKE(N * C);
-  a->ln_2 = TAKE(N * C);
-  a->ln_2_mean = TAKE(N);
-  a->ln_2_rstd = TAKE(N);
-  a->fc = TAKE(4 * N * C);
-  a->fc_gelu = TAKE(4 * N * C);
-  a->moe = g->moe_infer;
+  gpt_block_acts_carve(&g->inf_acts, &p, N, C, NH);
+  g->inf_acts.moe = g->moe_infer;
   g->inf_ln_f = TAKE(N * C);
   g->inf_ln_f_mean = TAKE(N);
   g->inf_ln_f_rstd = TAKE(N);

@@ -74,6 +74,12 @@ struct sparq_gpt {
   sparq_ckpt_alias alias;
 };
 
+/* Floats one block's activations take at N rows (each buffer rounded up to
+ * 16 floats), and the carving of those buffers out of *cursor (advanced
+ * past them; 64-byte aligned when *cursor is). The training forward keeps
+ * one set per layer, the inference pass one in all. */
+size_t gpt_block_acts_floats(size_t N, size_t C, size_t NH);
+void gpt_block_acts_carve(gpt_block_acts *a, float **cursor, size_t N, size_t C, size_t NH);
 /* Makes sure the activation buffers hold `rows` rows (grows, never shrinks). */
 sparq_status gpt_reserve(sparq_gpt *g, int64_t rows);
 /* The same for sparq_gpt_infer's scratch. */

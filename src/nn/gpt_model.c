@@ -328,6 +328,35 @@ const float *sparq_gpt_logits(const sparq_gpt *g) { return g ? g->logits : NULL;
 void sparq_gpt_timing_get(const sparq_gpt *g, sparq_gpt_timing *out) { *out = g->timing; }
 void sparq_gpt_timing_reset(sparq_gpt *g) { memset(&g->timing, 0, sizeof g->timing); }
 
+#define ROUND16(x) (((x) + 15) / 16 * 16)
+
+size_t gpt_block_acts_floats(size_t N, size_t C, size_t NH) {
+  return 5 * ROUND16(N * C) /* ln_1 q k v att */ + ROUND16(N * NH) /* lse */ + 2 * ROUND16(N * C) /* res_mid ln_2 */ +
+         2 * ROUND16(4 * N * C) /* fc fc_gelu */ + 4 * ROUND16(N) /* the two LayerNorms' mean and rstd */;
+}
+
+void gpt_block_acts_carve(gpt_block_acts *a, float **cursor, size_t N, size_t C, size_t NH) {
+  float *p = *cursor;
+#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
+  a->ln_1 = TAKE(N * C);
+  a->ln_1_mean = TAKE(N);
+  a->ln_1_rstd = TAKE(N);
+  a->q = TAKE(N * C);
+  a->k = TAKE(N * C);
+  a->v = TAKE(N * C);
+  a->att = TAKE(N * C);
+  a->lse = TAKE(N * NH);
+  a->res_mid = TAKE(N * C);
+  a->ln_2 = TAKE(N * C);
+  a->ln_2_mean = TAKE(N);
+  a->ln_2_rstd = TAKE(N);
+  a->fc = TAKE(4 * N * C);
+  a->fc_gelu = TAKE(4 * N * C);
+#undef TAKE
+  *cursor = p;
+}
+#undef ROUND16
+
 /* Carves every activation and scratch buffer out of one allocation. Each
  * buffer starts 64-byte aligned. */
 sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
@@ -336,8 +365,7 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   size_t N = (size_t)rows, C = (size_t)c->n_embd, V = (size_t)c->vocab_size, L = (size_t)c->n_layer;
   size_t NH = (size_t)c->n_head;
 #define ROUND16(x) (((x) + 15) / 16 * 16)
-  size_t per_block = 5 * ROUND16(N * C) /* ln_1 q k v att */ + ROUND16(N * NH) /* lse */ +
-                     2 * ROUND16(N * C) /* res_mid ln_2 */ + 2 * ROUND16(4 * N * C) + 4 * ROUND16(N);
+  const size_t per_block = gpt_block_acts_floats(N, C, NH);
   size_t total = (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
                  2 * ROUND16(N * V) /* logits probs */ + 6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ +
                  ROUND16(4 * N * C) + ROUND16(N * V);
@@ -359,23 +387,7 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   float *p = arena;
 #define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
   for (size_t l = 0; l <= L; l++) residual[l] = TAKE(N * C);
-  for (size_t l = 0; l < L; l++) {
-    gpt_block_acts *a = &acts[l];
-    a->ln_1 = TAKE(N * C);
-    a->ln_1_mean = TAKE(N);
-    a->ln_1_rstd = TAKE(N);
-    a->q = TAKE(N * C);
-    a->k = TAKE(N * C);
-    a->v = TAKE(N * C);
-    a->att = TAKE(N * C);
-    a->lse = TAKE(N * NH);
-    a->res_mid = TAKE(N * C);
-    a->ln_2 = TAKE(N * C);
-    a->ln_2_mean = TAKE(N);
-    a->ln_2_rstd = TAKE(N);
-    a->fc = TAKE(4 * N * C);
-    a->fc_gelu = TAKE(4 * N * C);
-  }
+  for (size_t l = 0; l < L; l++) gpt_block_acts_carve(&acts[l], &p, N, C, NH);
   g->ln_f = TAKE(N * C);
   g->ln_f_mean = TAKE(N);
   g->ln_f_rstd = TAKE(N);

@@ -109,6 +109,30 @@ static sparq_status check_args(const char *who, const sparq_moe_state *st, const
 /* Rows at least this wide make a parallel loop over rows worth its start-up. */
 static bool par_rows(int64_t rows, int64_t width) { return rows * width >= NN_PAR_MIN; }
 
+/* dst[t] = sum over the experts e routed to by token t, in expert order, of
+ * weight[t, e] (1 when weight is NULL) times the slot row src[slot_of[t, e]]:
+ * the combine of the forward (weighted by the gates) and the gather of dx in
+ * the backward. Each thread owns whole rows, so no two write one row. */
+static void sum_slots(const int32_t *slot_of, const float *weight, const float *src, int64_t N, int64_t E, int64_t C,
+                      float *dst) {
+#pragma omp parallel if (par_rows(N, C))
+  {
+    sparq_thread_set_ftz();
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < N; t++) {
+      float *row = dst + t * C;
+      memset(row, 0, (size_t)C * sizeof(float));
+      for (int64_t e = 0; e < E; e++) {
+        const int32_t i = slot_of[t * E + e];
+        if (i < 0) continue;
+        const float r = weight ? weight[t * E + e] : 1.0f;
+        const float *srow = src + (int64_t)i * C;
+        for (int64_t c = 0; c < C; c++) row[c] += r * srow[c];
+      }
+    }
+  }
+}
+
 sparq_status sparq_moe_forward(sparq_moe_state *st, const sparq_moe_dims *d, const sparq_moe_weights *w,
                                const float *x, float *y, int64_t N) {
   static const char who[] = "sparq_moe_forward";
@@ -142,22 +166,7 @@ sparq_status sparq_moe_forward(sparq_moe_state *st, const sparq_moe_dims *d, con
   }
   const float *gate = st->gate, *o = st->o;
   const int32_t *slot_of = st->slot_of;
-#pragma omp parallel if (par_rows(N, C))
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < N; t++) {
-      float *yr = y + t * C;
-      memset(yr, 0, (size_t)C * sizeof(float));
-      for (int64_t e = 0; e < E; e++) {
-        const int32_t i = slot_of[t * E + e];
-        if (i < 0) continue;
-        const float r = gate[t * E + e];
-        const float *orow = o + (int64_t)i * C;
-        for (int64_t c = 0; c < C; c++) yr[c] += r * orow[c];
-      }
-    }
-  }
+  sum_slots(slot_of, gate, o, N, E, C, y);
   st->d = *d;
   st->N = N;
   st->has_forward = true;
@@ -254,21 +263,8 @@ sparq_status sparq_moe_backward(sparq_moe_state *st, const sparq_moe_dims *d, co
                          C)))
       return s;
   }
-#pragma omp parallel if (par_rows(N, C))
-  {
-    sparq_thread_set_ftz();
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < N; t++) {
-      float *dxr = dx + t * C;
-      memset(dxr, 0, (size_t)C * sizeof(float));
-      for (int64_t e = 0; e < E; e++) {
-        const int32_t i = slot_of[t * E + e];
-        if (i < 0) continue;
-        const float *src = dXg + (int64_t)i * C;
-        for (int64_t c = 0; c < C; c++) dxr[c] += src[c];
-      }
-    }
-  }
+  sum_slots(slot_of, NULL, dXg, N, E, C, dx);
+
   /* the router: the losses' gradients per expert, then dz, dWr and dx */
   double reg_e[SPARQ_MOE_MAX_EXPERTS], aux_e[SPARQ_MOE_MAX_EXPERTS];
   for (int64_t e = 0; e < E; e++) {
