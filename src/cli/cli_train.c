@@ -190,7 +190,7 @@ static int check_moe_flags(const cli_lm_flags *f, bool cond, sparq_gpt_config *c
  * line of the frequent against the rare bytes. */
 static int write_byte_table(const sparq_lm_task *task, const char *out, bool quiet) {
   double act[256];
-  int64_t freq[256], total = 0;
+  int64_t freq[256];
   if (sparq_lm_task_moe_bytes(task, act, freq)) return cli_fail_last_error();
   char path[4200];
   snprintf(path, sizeof path, "%s/moe_bytes.tsv", out);
@@ -198,7 +198,6 @@ static int write_byte_table(const sparq_lm_task *task, const char *out, bool qui
   if (!fp) return cli_fail("%s: cannot write: %s", path, strerror(errno));
   fprintf(fp, "byte\tchar\tfrequency\tmean_active_experts\n");
   for (int b = 0; b < 256; b++) {
-    total += freq[b];
     if (freq[b] == 0) continue;
     char shown[8];
     if (b == '\n') snprintf(shown, sizeof shown, "\\n");
