@@ -117,9 +117,10 @@ int cli_load_gpt(const char *path, struct sparq_gpt **out);
 int cli_plot_log(const char *log_path, const char *png_path);
 /* Writes s as a gnuplot single-quoted string (' doubled). */
 void cli_gnuplot_quote(FILE *f, const char *s);
-/* Creates PNG_PATH.gp for writing: *script (free it) and *gp (fclose it);
- * prints the error. */
-int cli_gnuplot_script_open(const char *png_path, char **script, FILE **gp);
+/* Opens a plot's input DATA_PATH for reading (*in) and creates its gnuplot
+ * script PNG_PATH.gp (*script, *gp); the caller closes and frees all three.
+ * On failure prints the error and leaves nothing open. */
+int cli_plot_open(const char *data_path, const char *png_path, FILE **in, char **script, FILE **gp);
 /* Runs `gnuplot SCRIPT`; a clear error when gnuplot is missing or fails. */
 int cli_run_gnuplot(const char *script);
 /* Whether a JSONL file holds `eval fd --json` rows (a "fd" and "acc" per
@@ -202,8 +203,9 @@ typedef struct cli_dit_info {
 } cli_dit_info;
 cli_sample_flags cli_sample_flags_default(void);
 /* The options both commands share (ckpt, sampler, steps, eta, seed, attn,
- * raw, beta) into opts[0..CLI_SAMPLE_OPTS); returns how many. */
-#define CLI_SAMPLE_OPTS 8
+ * raw) into opts[0..CLI_SAMPLE_OPTS); returns how many. `sample` adds its one
+ * --beta, `eval fd` its --beta sweep. */
+#define CLI_SAMPLE_OPTS 7
 int cli_sample_opts(cli_sample_flags *f, cli_opt *opts);
 struct sparq_dit;
 struct sparq_diffusion;

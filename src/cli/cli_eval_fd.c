@@ -136,11 +136,9 @@ int cli_eval_fd(int argc, char **argv) {
   f.n = 10000;
   const char *scales_arg = NULL, *betas_arg = NULL, *classifier = NULL, *data_dir = NULL, *jsonl = NULL;
   bool json = false;
-  cli_opt opts[CLI_SAMPLE_OPTS + 7];
+  cli_opt opts[CLI_SAMPLE_OPTS + 8];
   int nopts = cli_sample_opts(&f, opts);
-  /* --beta is a list here, not the one temperature of `sample` */
-  for (int i = 0; i < nopts; i++)
-    if (!strcmp(opts[i].name, "beta")) opts[i] = (cli_opt){"beta", CLI_STRING, &betas_arg, 0, 0, NULL};
+  opts[nopts++] = (cli_opt){"beta", CLI_STRING, &betas_arg, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"cfg", CLI_STRING, &scales_arg, 0, 0, NULL};
   opts[nopts++] = (cli_opt){"n", CLI_INT, &f.n, 2, 1000000, NULL};
   opts[nopts++] = (cli_opt){"classifier", CLI_STRING, &classifier, 0, 0, NULL};

@@ -85,27 +85,29 @@ int cli_run_gnuplot(const char *script) {
   return CLI_OK;
 }
 
-int cli_gnuplot_script_open(const char *png_path, char **script, FILE **gp) {
+int cli_plot_open(const char *data_path, const char *png_path, FILE **in, char **script, FILE **gp) {
   const size_t n = strlen(png_path) + 4;
-  *gp = NULL;
-  if (!(*script = malloc(n))) return cli_fail("out of memory");
-  snprintf(*script, n, "%s.gp", png_path);
-  if ((*gp = fopen(*script, "wb"))) return CLI_OK;
-  const int rc = cli_fail("%s: %s", *script, strerror(errno));
+  *gp = NULL, *script = NULL;
+  if (!(*in = fopen(data_path, "rb"))) return cli_fail("%s: %s", data_path, strerror(errno));
+  int rc = CLI_OK;
+  if (!(*script = malloc(n))) {
+    rc = cli_fail("out of memory");
+  } else {
+    snprintf(*script, n, "%s.gp", png_path);
+    if ((*gp = fopen(*script, "wb"))) return CLI_OK;
+    rc = cli_fail("%s: %s", *script, strerror(errno));
+  }
   free(*script);
   *script = NULL;
+  fclose(*in);
+  *in = NULL;
   return rc;
 }
 
 int cli_plot_log(const char *log_path, const char *png_path) {
-  FILE *in = fopen(log_path, "rb");
-  if (!in) return cli_fail("%s: %s", log_path, strerror(errno));
+  FILE *in = NULL, *gp = NULL;
   char *script = NULL;
-  FILE *gp = NULL;
-  if (cli_gnuplot_script_open(png_path, &script, &gp)) {
-    fclose(in);
-    return CLI_FAIL;
-  }
+  if (cli_plot_open(log_path, png_path, &in, &script, &gp)) return CLI_FAIL;
   int n_train = 0, n_eval = 0;
   int rc = write_data(in, gp, log_path, &n_train, &n_eval);
   fclose(in);

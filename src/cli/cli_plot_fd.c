@@ -110,14 +110,12 @@ static int write_script(FILE *in, FILE *gp, const char *sweep_path, const char *
 }
 
 int cli_plot_fd(const char *sweep_path, const char *png_path) {
-  FILE *in = fopen(sweep_path, "rb");
-  if (!in) return cli_fail("%s: %s", sweep_path, strerror(errno));
+  FILE *in = NULL, *gp = NULL;
   char *script = NULL;
-  FILE *gp = NULL;
-  int rc = cli_gnuplot_script_open(png_path, &script, &gp);
+  if (cli_plot_open(sweep_path, png_path, &in, &script, &gp)) return CLI_FAIL;
   int points = 0;
-  if (!rc) rc = write_script(in, gp, sweep_path, png_path, &points);
-  if (gp && fclose(gp) != 0 && !rc) rc = cli_fail("%s: write failed", script);
+  int rc = write_script(in, gp, sweep_path, png_path, &points);
+  if (fclose(gp) != 0 && !rc) rc = cli_fail("%s: write failed", script);
   fclose(in);
   if (!rc) rc = cli_run_gnuplot(script);
   if (!rc) printf("plot: %s (FD against accuracy, %d points; script %s)\n", png_path, points, script);

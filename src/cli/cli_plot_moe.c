@@ -28,14 +28,9 @@ bool cli_is_moe_log(const char *path) {
 }
 
 int cli_plot_moe(const char *log_path, const char *png_path) {
-  FILE *in = fopen(log_path, "rb");
-  if (!in) return cli_fail("%s: %s", log_path, strerror(errno));
+  FILE *in = NULL, *gp = NULL;
   char *script = NULL;
-  FILE *gp = NULL;
-  if (cli_gnuplot_script_open(png_path, &script, &gp)) {
-    fclose(in);
-    return CLI_FAIL;
-  }
+  if (cli_plot_open(log_path, png_path, &in, &script, &gp)) return CLI_FAIL;
   char line[4096];
   int n = 0, lineno = 0, rc = CLI_OK;
   fputs("$moe << EOD\n", gp);

@@ -26,7 +26,6 @@ int cli_sample_opts(cli_sample_flags *f, cli_opt *opts) {
   opts[n++] = (cli_opt){"seed", CLI_INT, &f->seed, 0, 9.2e18, NULL};
   opts[n++] = (cli_opt){"attn", CLI_STRING, &f->attn, 0, 0, NULL};
   opts[n++] = (cli_opt){"raw", CLI_BOOL, &f->raw, 0, 0, NULL};
-  opts[n++] = (cli_opt){"beta", CLI_DOUBLE, &f->beta, 1e-6, 1, NULL};
   return n;
 }
 
@@ -189,8 +188,9 @@ static int write_grid(const char *path, const float *x, const int32_t *labels, i
 int cli_sample(int argc, char **argv) {
   cli_sample_flags f = cli_sample_flags_default();
   const char *grid = NULL, *npy = NULL, *gif = NULL;
-  cli_opt opts[CLI_SAMPLE_OPTS + 6];
+  cli_opt opts[CLI_SAMPLE_OPTS + 7];
   int n = cli_sample_opts(&f, opts);
+  opts[n++] = (cli_opt){"beta", CLI_DOUBLE, &f.beta, 1e-6, 1, NULL};
   opts[n++] = (cli_opt){"cfg", CLI_DOUBLE, &f.cfg, 0, 100, NULL};
   opts[n++] = (cli_opt){"class", CLI_STRING, &f.cls, 0, 0, NULL};
   opts[n++] = (cli_opt){"n", CLI_INT, &f.n, 1, 100000, NULL};
