@@ -15,40 +15,8 @@
 #include <cmocka.h>
 
 #include "sparq/sparq.h"
+#include "lm_run_util.h"
 #include "test_file_util.h"
-
-/* A small text with structure a model picks up in a few steps. */
-static uint8_t *make_text(size_t n) {
-  static const char *words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran ", "far. ", "\n"};
-  uint8_t *t = malloc(n);
-  sparq_rng rng = sparq_rng_make(99, 0);
-  size_t i = 0;
-  while (i < n) {
-    const char *w = words[sparq_rng_below(&rng, 10)];
-    for (; *w && i < n; w++) t[i++] = (uint8_t)*w;
-  }
-  return t;
-}
-
-typedef struct run {
-  sparq_gpt *gpt;
-  sparq_lm_task task;
-  sparq_trainable model;
-} run;
-
-static void run_open(run *r, const uint8_t *text, size_t n) {
-  sparq_gpt_config c = sparq_gpt_config_default();
-  c.n_layer = 2, c.n_head = 2, c.n_embd = 32, c.block_size = 16;
-  assert_int_equal(sparq_gpt_create(&c, 42, &r->gpt), SPARQ_OK);
-  size_t tr = n * 9 / 10;
-  assert_int_equal(sparq_lm_task_init(&r->task, r->gpt, text, tr, text + tr, n - tr, 4, 16, 2, 7), SPARQ_OK);
-  sparq_lm_task_trainable(&r->task, &r->model);
-}
-
-static void run_close(run *r) {
-  sparq_lm_task_free(&r->task);
-  sparq_gpt_free(r->gpt);
-}
 
 static sparq_train_config base_config(const char *dir) {
   sparq_train_config c = {.steps = 24, .warmup = 4, .accum = 2, .eval_every = 5, .ckpt_every = 7, .lr = 3e-3f,
@@ -79,35 +47,35 @@ static int read_losses(const char *path, double *out, int max) {
 
 static void check_resume(sparq_optim optim, float momentum, float lr, float ema, const char *tag) {
   size_t n = 20000;
-  uint8_t *text = make_text(n);
+  uint8_t *text = lm_run_text(n);
   char straight[512], split[512], path_a[600], path_b[600];
   snprintf(straight, sizeof straight, "%s/train_loop/%s-straight", SPARQ_TEST_TMP, tag);
   snprintf(split, sizeof split, "%s/train_loop/%s-split", SPARQ_TEST_TMP, tag);
 
-  run r;
-  run_open(&r, text, n);
+  lm_run r;
+  lm_run_open(&r, 2, text, n);
   sparq_train_config c = base_config(straight);
   c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   sparq_train_result res;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
-  run_close(&r);
+  lm_run_close(&r);
 
   /* 10 steps, stop; a fresh process-like start resumes to 24. */
-  run_open(&r, text, n);
+  lm_run_open(&r, 2, text, n);
   c = base_config(split);
   c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   c.stop_at = 10;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 10);
-  run_close(&r);
-  run_open(&r, text, n);
+  lm_run_close(&r);
+  lm_run_open(&r, 2, text, n);
   c = base_config(split);
   c.optim = optim, c.momentum = momentum, c.lr = lr, c.min_lr = lr / 10, c.ema = ema;
   c.resume = true;
   assert_int_equal(sparq_train_run(&c, &r.model, &res), SPARQ_OK);
   assert_int_equal(res.steps_done, 24);
-  run_close(&r);
+  lm_run_close(&r);
 
   double la[64], lb[64];
   snprintf(path_a, sizeof path_a, "%s/log.jsonl", straight);
@@ -250,9 +218,9 @@ static void test_nan_stops_the_run(void **state) {
 
 static void test_bad_config(void **state) {
   (void)state;
-  run r;
-  uint8_t *text = make_text(5000);
-  run_open(&r, text, 5000);
+  lm_run r;
+  uint8_t *text = lm_run_text(5000);
+  lm_run_open(&r, 2, text, 5000);
   char dir[512];
   snprintf(dir, sizeof dir, "%s/train_loop/bad", SPARQ_TEST_TMP);
   sparq_train_config c = base_config(dir);
@@ -264,7 +232,7 @@ static void test_bad_config(void **state) {
   c = base_config(dir);
   c.resume = true; /* nothing to resume from */
   assert_int_not_equal(sparq_train_run(&c, &r.model, NULL), SPARQ_OK);
-  run_close(&r);
+  lm_run_close(&r);
   free(text);
 }
 

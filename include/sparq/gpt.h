@@ -240,6 +240,113 @@ sparq_status sparq_gpt_moe_stats(const sparq_gpt *g, int64_t j, int64_t *layer, 
  * cross-entropy. sparq_gpt_backward_logits applies them with dloss 1. */
 void sparq_gpt_set_moe_objective(sparq_gpt *g, float lambda, sparq_moe_l1 l1, float aux_coef);
 
+/* ------------------------------------------- FP8 activations (COAT) */
+
+/* COAT's FP8 activations (spec coat-fp8.md section 4) mapped onto nanoGPT.
+ * The forward computes exactly what it computes without them, in FP32, so
+ * the loss and logits keep every bit; only what is KEPT for backward is
+ * compressed, and backward dequantises it into one layer's FP32 scratch
+ * before using it. Per block (N = B rows(T) rows, C = n_embd):
+ *   residual into ln_1, res_mid into ln_2   E4M3, 1x16 groups along C
+ *                                           (ceil(C/16) FP32 scales a row)
+ *   ln_1 output (c_attn's input),           E4M3, ONE FP32 scale per tensor,
+ *   ln_2 output (mlp.c_fc's input),         found by Group Scaling (the
+ *   GELU output (mlp.c_proj's input)        1x16 group maxima, then their max)
+ *   c_fc output (GELU's input)              E4M3, 1x16 groups along 4C
+ *   LayerNorm mean and rstd, attention lse  FP32 (N or N n_head floats)
+ *   q, k, v, attention output (c_proj's     BF16 (the paper's base precision;
+ *   input)                                  see below)
+ * and at the top the last residual (ln_f's input, 1x16) and ln_f's output
+ * (lm_head's input, per tensor). The residual stream itself runs in FP32
+ * through two ping-pong buffers and is never kept whole; the forward's FP32
+ * buffers borrow backward's scratch, and backward dequantises into one
+ * layer's worth of FP32 buffers. For 4 layers, C 128, 4 heads, V 256 at
+ * batch 8 x 128 the bytes kept for backward go from 36,847,616 to
+ * 13,811,764 (2.67x; sparq_gpt_saved_activation_bytes).
+ *
+ * Why BF16 for the attention internals: COAT keeps FlashAttention's q, k,
+ * v, output and logsumexp in the base precision (BF16 in the paper), and
+ * they are the largest block of what remains (4 N C values a layer); BF16
+ * halves them. Measured in tests/test_coat_act.c (4 layers, C 32, 4 heads,
+ * V 64, batch 4 x 16, weights N(0, 0.15)), the relative L2 error of the
+ * whole gradient against the FP32 mode's: with only the activations in FP8
+ * (douts left FP32) 2.53e-2 with BF16 attention tensors and 2.53e-2 with
+ * FP32 ones (0.2% apart: E4M3 dominates); with the E5M2 douts too, 0.114
+ * (BF16) and 0.109 (FP32). So BF16 costs next to nothing for 2x less
+ * attention memory. (The E5M2 douts dominate the error: about 3% each,
+ * e.g. 2.8e-2 from lm_head's alone, over 4 roundings a layer.)
+ *
+ * Backward: the gradient that flows into each linear layer's backward (the
+ * dout of c_attn (its three blocks under one scale), attn.c_proj, mlp.c_fc,
+ * mlp.c_proj and lm_head) is rounded through E5M2 with one per-tensor scale
+ * (quantise-dequantise, nothing stored). The residual stream's gradient
+ * stays FP32: the branches get rounded copies.
+ *
+ * Dense models, unconditional or conditional (class prefix, GFT), are
+ * supported; MoE models are not (SPARQ_ERR_ARG). sparq_gpt_infer is
+ * unaffected (it keeps nothing). Switching frees the activation buffers;
+ * the next forward reallocates them in the new layout, and a backward
+ * needs a new forward. Call it before the first forward or between steps.
+ * Default: off. */
+sparq_status sparq_gpt_set_fp8_activations(sparq_gpt *g, bool on);
+bool sparq_gpt_fp8_activations(const sparq_gpt *g);
+
+/* Exact bytes of what the last training forward (sparq_gpt_forward(_cond))
+ * keeps for backward, in either mode (0 before any forward), counted at the
+ * tensors' logical sizes (the arena's 64-byte alignment padding is not
+ * counted). With N = B rows(T), C, V, NH = n_head, L = n_layer, F =
+ * gft_beta_dim, ng(c) = ceil(c/16), and x in bytes:
+ *   FP32 mode, per block: 4 (16 N C + 4 N + N NH): the block's input
+ *     residual, ln_1 out, q, k, v, att, res_mid, ln_2 out, c_fc out (4NC),
+ *     GELU out (4NC), two LayerNorms' mean and rstd, lse. (An MoE block
+ *     counts no c_fc / GELU buffers; the expert activations inside its
+ *     sparq_moe_state are not counted.)
+ *   FP32 mode, top: 4 (2 N C + 2 N): the last residual, ln_f out, its mean
+ *     and rstd.
+ *   FP8 mode, per block: 12 N C + 4 (2 N ng(C) + N ng(4C)) + 3 x 4 (the
+ *     scales) + 4 N C x (2 for BF16) + 4 (4 N + N NH).
+ *   FP8 mode, top: 2 N C + 4 N ng(C) + 4 + 8 N.
+ *   Both modes: the logits 4 N V; with targets, probs 4 N V and the
+ *     targets 4 N; the tokens 4 B T; conditional models the labels 4 B and
+ *     the gft_beta embeddings 4 B F.
+ * Not counted: backward's scratch (gradients of activations, FP8 mode's
+ * one-layer dequantisation buffers), parameters, gradients. */
+size_t sparq_gpt_saved_activation_bytes(const sparq_gpt *g);
+
+/* Spec section 7's activation log: what each kind of saved tensor lost. */
+typedef enum sparq_gpt_act_kind {
+  SPARQ_GPT_ACT_LN1_IN,   /* "ln_1.in"     residual into ln_1, E4M3 1x16 (n_layer tensors) */
+  SPARQ_GPT_ACT_ATTN_IN,  /* "c_attn.in"   ln_1 output, E4M3 per tensor */
+  SPARQ_GPT_ACT_LN2_IN,   /* "ln_2.in"     res_mid into ln_2, E4M3 1x16 */
+  SPARQ_GPT_ACT_FC_IN,    /* "c_fc.in"     ln_2 output, E4M3 per tensor */
+  SPARQ_GPT_ACT_GELU_IN,  /* "gelu.in"     c_fc output, E4M3 1x16 */
+  SPARQ_GPT_ACT_PROJ_IN,  /* "mlp.c_proj.in" GELU output, E4M3 per tensor */
+  SPARQ_GPT_ACT_LNF_IN,   /* "ln_f.in"     last residual, E4M3 1x16 (one tensor) */
+  SPARQ_GPT_ACT_HEAD_IN,  /* "lm_head.in"  ln_f output, E4M3 per tensor (one tensor) */
+  SPARQ_GPT_ACT_QKVO,     /* "attn.qkvo"   q, k, v, attention output: BF16, no scale */
+  SPARQ_GPT_ACT_KINDS
+} sparq_gpt_act_kind;
+
+typedef struct sparq_gpt_act_stat {
+  const char *name;   /* as above (static storage) */
+  const char *format; /* "e4m3" or "bf16" */
+  int64_t group;      /* 16 (per group along the row) or 0 (one scale per tensor) */
+  int64_t tensors;    /* tensors of this kind the forward saved */
+  int64_t elements;   /* their elements, all together */
+  double rel_mse;     /* sum (x' - x)^2 / sum x^2 over them (x' = dequantised; 0 if all x are 0) */
+  double saturated;   /* share of elements stored as +-max of the format (448 for E4M3; 0 for BF16) */
+  int64_t nonfinite;  /* NaN/inf elements met (skipped by the scales, kept as NaN / +-max) */
+} sparq_gpt_act_stat;
+
+/* Turns the statistics on or off (default off: they cost a pass over every
+ * saved tensor in FP64, single-threaded). While on, each training forward
+ * in FP8 mode recomputes them. */
+void sparq_gpt_set_fp8_act_stats(sparq_gpt *g, bool on);
+/* out[SPARQ_GPT_ACT_KINDS] for the last forward. SPARQ_ERR_ARG when FP8
+ * activations or the statistics are off, or the last forward did not run
+ * with both on. */
+sparq_status sparq_gpt_fp8_act_stats(const sparq_gpt *g, sparq_gpt_act_stat *out);
+
 /* Per-phase wall time of forward+backward since the last reset, seconds
  * (for sparq bench train). */
 typedef struct sparq_gpt_timing {

@@ -48,6 +48,11 @@ typedef struct sparq_lm_task {
   char *class_names;                     /* owned */
 
   struct sparq_lm_moe *moe;              /* MoE training (sparq_lm_task_set_moe), owned; NULL otherwise */
+
+  /* FP8 activations (sparq_lm_task_set_fp8_act): the step records' statistics. */
+  bool fp8_act;
+  int64_t fp8_steps;                     /* steps logged by this invocation */
+  void (*fp8_inner_log)(void *self, char *buf, size_t size); /* the task's own log_extra */
 } sparq_lm_task;
 
 /* Checks sizes (seq <= block_size; both splits longer than seq + 1) and
@@ -103,6 +108,16 @@ typedef struct sparq_lm_moe_config {
  * "moe_l1", "moe_lambda" (after the step's update, "%.9g", so a resume is
  * bit-exact), "moe_lambda0", "moe_alpha" and "moe_aux". */
 sparq_status sparq_lm_task_set_moe(sparq_lm_task *task, const sparq_lm_moe_config *cfg);
+/* COAT's FP8 activations (spec coat-fp8.md section 4, sparq_gpt_set_fp8_activations)
+ * for the task's GPT; fails (SPARQ_ERR_ARG) for an MoE model. With them on,
+ * the first step of an invocation and every 50th after it run with
+ * sparq_gpt_set_fp8_act_stats, and their step records gain, per saved
+ * tensor kind K of gpt.h ("ln_1.in", "c_attn.in", ...),
+ * "act_relmse.K" (relative MSE against the FP32 value) and "act_sat.K"
+ * (share of entries at +-max). Call after sparq_lm_task_set_classes/_moe
+ * and before sparq_lm_task_trainable. */
+sparq_status sparq_lm_task_set_fp8_act(sparq_lm_task *task, bool on);
+
 /* Over the training forwards of this invocation: for every input byte
  * value, the mean number of active experts (per MoE block, averaged over
  * the blocks) and how often the byte was seen. */

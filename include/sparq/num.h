@@ -154,6 +154,107 @@ sparq_status sparq_int4_pack(const int8_t *q, size_t n, uint8_t *packed);
 /* Reads n values from (n + 1) / 2 bytes, sign-extending each nibble. */
 void sparq_int4_unpack(const uint8_t *packed, size_t n, int8_t *q);
 
+/* ------------------------------------------------ scaled FP8 (COAT, spec
+ * coat-fp8.md sections 2 and 4)
+ *
+ * One group X (a whole tensor, or a run of `group` contiguous elements of a
+ * row) is stored as FP8 codes with one FP32 scale:
+ *   s  = max(max|X| / FMT_MAX, SPARQ_FP8_SCALE_FLOOR)     (FP32 division)
+ *   q  = enc(x / s)                                      (FP32 division)
+ *   x' = dec(q) * s                                      (FP32 product)
+ * FMT_MAX is 448 (E4M3) or 57344 (E5M2); the floor keeps the scale of an
+ * all-zero (or all-tiny) group positive, so x / s never divides by 0. The
+ * element of largest magnitude lands on +-FMT_MAX (the encoders saturate,
+ * so a quotient that rounds a hair above FMT_MAX still gives +-max).
+ *
+ * Non-finite inputs. The maxima skip NaN and +-inf: max|X| is the largest
+ * FINITE magnitude (0 when there is none), so one bad element cannot turn
+ * every scale of a tensor into NaN or inf and wipe out its finite values.
+ * The bad elements themselves stay visible: NaN encodes to the format's NaN
+ * code (and decodes to NaN), +-inf to +-448 in E4M3 (it has no infinity)
+ * and to +-inf in E5M2. The max functions return how many non-finite
+ * elements they skipped so a caller can count or reject them.
+ *
+ * Group Scaling (section 4): the per-tensor max is found in two stages,
+ * sparq_fp8_scaled_group_absmax (the max of each 1 x group run, what the
+ * producing op emits) and sparq_fp8_scaled_absmax_reduce (the max of those
+ * maxima, a pass over a tensor `group` times smaller). Both compare the
+ * magnitudes' FP32 bits as integers, so the result is exactly
+ * max|X| (sparq_fp8_scaled_absmax), bit for bit, for any size, and does not
+ * depend on MXCSR.
+ *
+ * Layouts: matrices are row-major rows x cols; per-group scales (and group
+ * maxima) are [rows, ceil(cols / group)], groups never cross rows, the last
+ * group of a row is short when group does not divide cols
+ * (sparq_quant_group_count gives the count). Scales are FP32.
+ *
+ * Every function below picks an AVX-512 kernel at run time
+ * (sparq_isa_active()) and has a scalar twin (suffix _ref) with
+ * bit-identical results for every input, non-finite ones included. They are
+ * single-threaded; inputs and outputs must not overlap (except the in-place
+ * sparq_fp8_scaled_round). n == 0 / rows == 0 / cols == 0 are no-ops. */
+
+typedef enum sparq_fp8_format {
+  SPARQ_FP8_E4M3 = 0, /* forward activations and weights */
+  SPARQ_FP8_E5M2 = 1  /* backward gradients */
+} sparq_fp8_format;
+
+#define SPARQ_FP8_ACT_GROUP 16        /* COAT's 1 x 16 groups for non-linear inputs */
+#define SPARQ_FP8_SCALE_FLOOR 1e-10f  /* smallest scale (spec section 2) */
+
+/* 448 for E4M3, 57344 for E5M2. */
+float sparq_fp8_max(sparq_fp8_format fmt);
+/* "e4m3" / "e5m2". */
+const char *sparq_fp8_format_name(sparq_fp8_format fmt);
+/* The scale of a group with max|X| = amax: max(amax / FMT_MAX, floor); a
+ * non-finite or negative amax gives the floor. */
+float sparq_fp8_scaled_scale(float amax, sparq_fp8_format fmt);
+
+/* Stage 1: gmax[r * ng + j] = max |x| over the finite elements of group j
+ * of row r (0 if none), ng = ceil(cols / group), group >= 1. Returns the
+ * number of non-finite elements skipped. */
+size_t sparq_fp8_scaled_group_absmax(const float *x, size_t rows, size_t cols, size_t group, float *gmax);
+/* Stage 2: the largest of n group maxima (0 for n == 0; non-finite entries
+ * are skipped and signs ignored, as in stage 1). */
+float sparq_fp8_scaled_absmax_reduce(const float *gmax, size_t n);
+/* The direct max|x| over the finite elements of x[0..n) in one pass (what
+ * the two stages must equal); *skipped (may be NULL) receives the number of
+ * non-finite elements. */
+float sparq_fp8_scaled_absmax(const float *x, size_t n, size_t *skipped);
+
+/* q[i] = enc(x[i] / scale) with one scale (scale > 0, finite). */
+void sparq_fp8_scaled_quantize(const float *x, size_t n, float scale, sparq_fp8_format fmt, uint8_t *q);
+/* x[i] = dec(q[i]) * scale. */
+void sparq_fp8_scaled_dequantize(const uint8_t *q, size_t n, float scale, sparq_fp8_format fmt, float *x);
+/* In place x[i] = dec(enc(x[i] / scale)) * scale: a quantise-dequantise
+ * round trip with nothing stored (COAT's E5M2 gradients). */
+void sparq_fp8_scaled_round(float *x, size_t n, float scale, sparq_fp8_format fmt);
+
+/* Per tensor: *scale from the direct max|x|, then q. Returns the number of
+ * non-finite elements (kept as described above). */
+size_t sparq_fp8_scaled_quantize_tensor(const float *x, size_t n, sparq_fp8_format fmt, uint8_t *q, float *scale);
+/* Per group 1 x group along rows: scales [rows, ceil(cols / group)], then q
+ * [rows, cols]. Returns the number of non-finite elements. */
+size_t sparq_fp8_scaled_quantize_groups(const float *x, size_t rows, size_t cols, size_t group, sparq_fp8_format fmt,
+                                        uint8_t *q, float *scales);
+/* x = dec(q) * scale of its group, same layouts. */
+void sparq_fp8_scaled_dequantize_groups(const uint8_t *q, size_t rows, size_t cols, size_t group,
+                                        const float *scales, sparq_fp8_format fmt, float *x);
+
+/* The scalar twins. */
+size_t sparq_fp8_scaled_group_absmax_ref(const float *x, size_t rows, size_t cols, size_t group, float *gmax);
+float sparq_fp8_scaled_absmax_reduce_ref(const float *gmax, size_t n);
+float sparq_fp8_scaled_absmax_ref(const float *x, size_t n, size_t *skipped);
+void sparq_fp8_scaled_quantize_ref(const float *x, size_t n, float scale, sparq_fp8_format fmt, uint8_t *q);
+void sparq_fp8_scaled_dequantize_ref(const uint8_t *q, size_t n, float scale, sparq_fp8_format fmt, float *x);
+void sparq_fp8_scaled_round_ref(float *x, size_t n, float scale, sparq_fp8_format fmt);
+size_t sparq_fp8_scaled_quantize_tensor_ref(const float *x, size_t n, sparq_fp8_format fmt, uint8_t *q,
+                                            float *scale);
+size_t sparq_fp8_scaled_quantize_groups_ref(const float *x, size_t rows, size_t cols, size_t group,
+                                            sparq_fp8_format fmt, uint8_t *q, float *scales);
+void sparq_fp8_scaled_dequantize_groups_ref(const uint8_t *q, size_t rows, size_t cols, size_t group,
+                                            const float *scales, sparq_fp8_format fmt, float *x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,7 @@
 #include "sparq/svg.h"
 #include "sparq/data.h"
 #include "sparq/nn.h"
+#include "sparq/coat.h"
 #include "sparq/train.h"
 #include "sparq/gpt.h"
 #include "sparq/lm.h"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "sparq/base.h"
+#include "sparq/coat.h"
 #include "sparq/io.h"
 #include "sparq/nn.h"
 #include "sparq/status.h"
@@ -117,6 +118,34 @@ sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_li
 sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
                                           size_t nstates, sparq_safetensors **st_out);
 
+/* A tensor of any dtype stored under its full name, copied byte for byte
+ * (never converted): the FP8 optimizer's codes (F8_E4M3 / F8_E5M2) and its
+ * per-group FP32 scales, k and c. */
+typedef struct sparq_ckpt_tensor {
+  const char *name;               /* full tensor name, unique in the file; borrowed */
+  sparq_dtype dtype;
+  int ndim;                       /* 1..SPARQ_MAX_DIMS */
+  int64_t shape[SPARQ_MAX_DIMS];  /* >= 0 each */
+  void *data;                     /* numel * dtype size bytes, borrowed; written by the loader */
+} sparq_ckpt_tensor;
+
+/* sparq_checkpoint_save_states plus `ntensors` typed tensors (after the
+ * states, in the given order). Bad descriptions fail with SPARQ_ERR_ARG. */
+sparq_status sparq_checkpoint_save_ex(const char *path, const sparq_param_list *pl, const sparq_ckpt_state *states,
+                                      size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors,
+                                      const sparq_ckpt_alias *aliases, size_t alias_count,
+                                      const sparq_metadata_entry *meta, size_t meta_count);
+/* sparq_checkpoint_load_states plus typed tensors: each must be present
+ * with exactly its dtype and shape (and the bytes they make), else
+ * SPARQ_ERR_NOT_FOUND / SPARQ_ERR_FORMAT naming the file and the tensor.
+ * Everything is checked before anything is written. */
+sparq_status sparq_checkpoint_load_ex(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                      size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors,
+                                      sparq_safetensors **st_out);
+/* The same reading from an already opened file (st stays open). */
+sparq_status sparq_checkpoint_read(const sparq_safetensors *st, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                   size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors);
+
 /* Writes the parameters alone (no optimizer state, no aliases) as F32, F16
  * or BF16 (round to nearest even), atomically, with `meta` plus "format" =
  * "parameters-f32|f16|bf16" as metadata: the shipped form of a model, which
@@ -134,7 +163,16 @@ void sparq_ema_update(float *ema, const sparq_param_list *pl, float decay);
 
 /* ----------------------------------------------------- training loop */
 
-typedef enum sparq_optim { SPARQ_OPTIM_ADAMW = 0, SPARQ_OPTIM_SIGNGD = 1 } sparq_optim;
+typedef enum sparq_optim {
+  SPARQ_OPTIM_ADAMW = 0,
+  SPARQ_OPTIM_SIGNGD = 1,
+  SPARQ_OPTIM_ADAMW_FP8 = 2,       /* COAT: FP8 m and v with Dynamic Range Expansion (coat.h) */
+  SPARQ_OPTIM_ADAMW_FP8_NODRE = 3, /* FP8 m and v, plain per-group scaling (the spec's run (b)) */
+} sparq_optim;
+
+/* "adamw", "signgd", "adamw-fp8", "adamw-fp8-nodre" (the CLI's --optim and
+ * the checkpoint's "optim" metadata); NULL for an unknown value. */
+const char *sparq_optim_name(sparq_optim optim);
 
 typedef struct sparq_train_config {
   int64_t steps;        /* optimizer steps in total: the schedule's horizon and the run's end */
@@ -151,6 +189,11 @@ typedef struct sparq_train_config {
   float momentum;       /* SignGD only: 0 = sign of the gradient; in (0, 1) = Signum, the
                            sign of m = momentum m + (1 - momentum) g (m is checkpointed
                            as optimizer.exp_avg.<name>) */
+  /* FP8 optimizers only (SPARQ_OPTIM_ADAMW_FP8 / _NODRE); zero = E4M3 / E4M3, no shadow */
+  sparq_fp8_format fp8_m_format; /* first moment's codes */
+  sparq_fp8_format fp8_v_format; /* second moment's codes */
+  bool fp8_shadow;      /* also step FP32 moments on the same gradients and log the relative
+                           errors against them in RUN_DIR/coat.jsonl (debug; slower, more memory) */
   float ema;            /* EMA decay of the weights (0: no EMA). The average starts as a copy
                            of the weights, is updated after every optimizer step, is stored in
                            ckpt.safetensors as "ema.<name>" and alone, under the model's own
@@ -182,7 +225,26 @@ typedef struct sparq_trainable {
   size_t alias_count;
   const sparq_metadata_entry *meta; /* the model's config, stored in every checkpoint */
   size_t meta_count;
+  /* Optional (may be NULL: 0): bytes the model keeps for backward after its
+   * last training forward (saved activations), for the memory ledger. The
+   * trainer calls it after every micro-batch and keeps the largest value. */
+  size_t (*activation_bytes)(void *self);
 } sparq_trainable;
+
+/* The memory ledger of a run (spec coat-fp8.md section 7), in bytes. */
+typedef struct sparq_memory_ledger {
+  size_t params_bytes;          /* 4 x parameter elements (padding excluded) */
+  size_t grads_bytes;           /* 4 x parameter elements */
+  size_t optimizer_state_bytes; /* AdamW 8 x elements; SignGD 4 x elements with momentum, else 0;
+                                   FP8 AdamW sparq_adamw_fp8_state_bytes (no shadow) */
+  size_t activation_bytes;      /* the model's saved activations (largest seen) */
+  size_t total_bytes;           /* the sum of the four */
+} sparq_memory_ledger;
+
+/* The ledger of training `pl` with `optim` (momentum > 0: SignGD keeps a
+ * momentum buffer) and `activation_bytes` of saved activations. Pure. */
+sparq_memory_ledger sparq_memory_ledger_make(const sparq_param_list *pl, sparq_optim optim, float momentum,
+                                             size_t activation_bytes);
 
 /* What a finished run reports. */
 typedef struct sparq_train_result {
@@ -191,19 +253,45 @@ typedef struct sparq_train_result {
   float last_eval;       /* held-out loss of the last evaluation (NaN if none) */
   double tokens_per_s;   /* over the steps of this invocation */
   double seconds;        /* wall time of this invocation */
+  sparq_memory_ledger memory; /* as written to RUN_DIR/memory.json */
+  size_t peak_rss_bytes;  /* getrusage's maximum resident set size */
+  size_t rss_start_bytes; /* resident set size when the run started (0 if unknown) */
+  sparq_adamw_fp8_counters fp8; /* FP8 optimizers: the last step's counters */
 } sparq_train_result;
 
 /* Runs the loop: for each step, accum micro-batches (dloss = 1/accum), grad
  * clipping, the optimizer with the scheduled lr; a JSONL record per step to
  * RUN_DIR/log.jsonl ({"step","loss","lr","grad_norm","tokens_per_s",
- * "elapsed"}) and per evaluation ({"step","eval_loss"}); checkpoints
+ * "elapsed"}, plus "nan_params","nan_m","nan_v","v_flush" with an FP8
+ * optimizer) and per evaluation ({"step","eval_loss"}); checkpoints
  * (atomic) with the step, config, data-stream position and optimizer
- * moments. A NaN or Inf loss or gradient norm stops the run with
+ * moments. The FP8 optimizers store, per trainable parameter <name>, COAT's
+ * state tensors "optimizer.exp_avg.<name>" (codes, F8_E4M3 or F8_E5M2, the
+ * parameter's shape), "optimizer.scale_exp_avg.<name>",
+ * "optimizer.expand_exp_avg.<name>" (k) and
+ * "optimizer.sqrtminmax_exp_avg.<name>" (c) (F32, [ceil(N/128)]), the same
+ * with exp_avg_sq, the metadata "optim", "fp8_m_format", "fp8_v_format",
+ * "fp8_group", and with fp8_shadow the FP32 shadow as
+ * "fp8_shadow.exp_avg.<name>" / "fp8_shadow.exp_avg_sq.<name>" (a resume
+ * without them starts the shadow from the dequantised state). Every 50
+ * steps and at the run's last step (`steps`, so a stopped and resumed run
+ * logs the same lines) one JSON line per trainable tensor goes to
+ * RUN_DIR/coat.jsonl: {"step","name","k_bin_width","k_hist_m","k_hist_v",
+ * "frac_k_lt1_m","frac_k_lt1_v","zero_frac_m","zero_frac_v"} and with the
+ * shadow "relmse_m","relmse_v","relmse_update".
+ * The memory ledger (sparq_memory_ledger_make with the largest
+ * activation_bytes seen) is printed to stderr after the first step of the
+ * invocation (unless quiet), when the saved activations are known, and the
+ * run's end writes RUN_DIR/memory.json atomically as one JSON line with
+ * "params_bytes","grads_bytes","optimizer_state_bytes","activation_bytes",
+ * "total_bytes","peak_rss_bytes" (getrusage) and "rss_start_bytes" (VmRSS
+ * at the start, 0 if unreadable). A NaN or Inf loss or gradient norm stops the run with
  * SPARQ_ERR_FORMAT and a message naming the step, without taking that step
  * or writing a checkpoint. With resume, the checkpoint's step, moments and
  * data position are restored (the model's tensors too), log records past
  * that step are dropped, and the run continues bit-exactly as if it had not
- * stopped (same thread count). */
+ * stopped (same thread count). Resuming with another optimizer or other
+ * FP8 formats than the checkpoint's fails with SPARQ_ERR_ARG naming both. */
 sparq_status sparq_train_run(const sparq_train_config *cfg, sparq_trainable *model, sparq_train_result *result);
 
 #ifdef __cplusplus

@@ -137,3 +137,21 @@ int cli_mkdirs(const char *path) {
   }
   return CLI_OK;
 }
+
+int cli_pick_runs(const char *command, const char *list, const char *const *names, int count, bool *want) {
+  for (const char *p = list; *p;) {
+    const size_t len = strcspn(p, ",");
+    int hit = -1;
+    for (int i = 0; i < count; i++)
+      if (strlen(names[i]) == len && !strncmp(p, names[i], len)) hit = i;
+    if (hit < 0) {
+      char all[256] = "";
+      for (int i = 0; i < count; i++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", names[i]);
+      return cli_usage_error(command, "--runs takes a comma list of %s", all);
+    }
+    want[hit] = true;
+    p += len + (p[len] == ',');
+  }
+  return CLI_OK;
+}

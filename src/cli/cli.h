@@ -38,6 +38,9 @@ int cli_parse(const char *command, int argc, char **argv, int first, const cli_o
 /* Prints "sparq COMMAND: <printf message>" and the command's usage on
  * stderr; returns CLI_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Marks in want[count] the names[] listed in the comma list `list` (each one
+ * must be one of them); a usage error naming --runs otherwise. */
+int cli_pick_runs(const char *command, const char *list, const char *const *names, int count, bool *want);
 /* Prints "sparq: <message>" (the library's last error) on stderr; returns CLI_FAIL. */
 int cli_fail_last_error(void);
 /* Prints "sparq: <printf message>" on stderr; returns CLI_FAIL. */
@@ -82,6 +85,8 @@ int cli_bench_train(int argc, char **argv);
 int cli_bench_svg(int argc, char **argv);
 /* spec remoe.md section 8's protocol and the MoE throughput (cli_bench_remoe.c). */
 int cli_bench_remoe(int argc, char **argv);
+/* spec coat-fp8.md section 8's protocol, one child process per run (cli_bench_coat.c). */
+int cli_bench_coat(int argc, char **argv);
 
 /* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
 typedef struct cli_lm_flags {
@@ -98,6 +103,10 @@ typedef struct cli_lm_flags {
   const char *moe, *moe_layers, *l1;
   int64_t experts, topk;
   double lambda0, alpha, aux;
+  /* COAT (spec coat-fp8.md): --optim adamw-fp8|adamw-fp8-nodre with --fp8-m/--fp8-v e4m3|e5m2 and
+   * --fp8-shadow; --fp8-act keeps the activations saved for backward in FP8 */
+  const char *fp8_m, *fp8_v;
+  bool fp8_act, fp8_shadow;
 } cli_lm_flags;
 cli_lm_flags cli_lm_flags_default(void);
 /* Loads "fortunes" (or NULL) or a file path as a byte corpus; prints the error. */

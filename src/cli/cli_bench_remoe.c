@@ -159,15 +159,7 @@ int cli_bench_remoe(int argc, char **argv) {
   if (topk > experts) return cli_usage_error("bench", "--topk %" PRId64 " is more than --experts %" PRId64, topk, experts);
   static const char *names[] = {"dense", "topk", "remoe-lb", "remoe-plain"};
   bool want[4] = {0};
-  for (const char *p = runs; *p;) {
-    size_t len = strcspn(p, ",");
-    int hit = -1;
-    for (int i = 0; i < 4; i++)
-      if (strlen(names[i]) == len && !strncmp(p, names[i], len)) hit = i;
-    if (hit < 0) return cli_usage_error("bench", "--runs takes a comma list of dense, topk, remoe-lb, remoe-plain");
-    want[hit] = true;
-    p += len + (p[len] == ',');
-  }
+  if ((rc = cli_pick_runs("bench", runs, names, 4, want))) return rc;
   const double target = 1.0 - (double)topk / (double)experts;
   run_summary sum[4] = {0};
   char dir[4][4200];

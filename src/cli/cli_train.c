@@ -24,7 +24,8 @@ cli_lm_flags cli_lm_flags_default(void) {
       .data = "fortunes", .layers = 4, .heads = 4, .dim = 256, .seq = 128, .batch = 16, .steps = 1500,
       .lr = 2e-3, .min_lr = -1, .warmup = 100, .wd = a.weight_decay, .clip = 1.0, .beta1 = a.beta1,
       .beta2 = 0.99, .eps = a.eps, .accum = 1, .eval_every = 250, .eval_batches = 16, .ckpt_every = 500,
-      .seed = 1337, .optim = "adamw", .bias = "on", .p_uncond = 0.1, .aux = -1};
+      .seed = 1337, .optim = "adamw", .bias = "on", .p_uncond = 0.1, .aux = -1,
+      .fp8_m = "e4m3", .fp8_v = "e4m3"};
 }
 
 /* GFT's beta input: the sinusoidal embedding of 1000 beta at LlamaGen's
@@ -313,6 +314,13 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
     return cli_usage_error("train", "--cond and --gft train on the labelled fortunes classes; --data %s has no "
                                     "class labels", f->data);
   if (f->init && !f->gft) return cli_usage_error("train", "--init CKPT starts a --gft run from a --cond checkpoint");
+  sparq_optim optim = SPARQ_OPTIM_ADAMW;
+  for (int o = SPARQ_OPTIM_ADAMW; o <= SPARQ_OPTIM_ADAMW_FP8_NODRE; o++)
+    if (!strcmp(f->optim, sparq_optim_name((sparq_optim)o))) optim = (sparq_optim)o;
+  const bool fp8_optim = optim == SPARQ_OPTIM_ADAMW_FP8 || optim == SPARQ_OPTIM_ADAMW_FP8_NODRE;
+  if (!fp8_optim && (f->fp8_shadow || strcmp(f->fp8_m, "e4m3") || strcmp(f->fp8_v, "e4m3")))
+    return cli_usage_error("train", "--fp8-shadow, --fp8-m and --fp8-v apply to --optim adamw-fp8|adamw-fp8-nodre");
+  if (f->fp8_act && f->moe) return cli_usage_error("train", "--fp8-act does not cover MoE blocks (--moe)");
   sparq_text_classes classes = {0};
   sparq_text_corpus plain = {0};
   char *names = NULL;
@@ -344,6 +352,7 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
         .first_step = moe_step};
     if ((rc = cli_mkdirs(f->out)) == CLI_OK && sparq_lm_task_set_moe(&task, &mc)) rc = cli_fail_last_error();
   }
+  if (!rc && f->fp8_act && sparq_lm_task_set_fp8_act(&task, true)) rc = cli_fail_last_error();
   if (!rc) {
     sparq_trainable model;
     sparq_lm_task_trainable(&task, &model);
@@ -351,7 +360,10 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
         .steps = f->steps, .stop_at = f->stop_at, .warmup = f->warmup, .accum = f->accum,
         .eval_every = f->eval_every, .ckpt_every = f->ckpt_every, .lr = (float)f->lr,
         .min_lr = (float)(f->min_lr >= 0 ? f->min_lr : f->lr / 10), .clip = (float)f->clip,
-        .optim = !strcmp(f->optim, "signgd") ? SPARQ_OPTIM_SIGNGD : SPARQ_OPTIM_ADAMW,
+        .optim = optim,
+        .fp8_m_format = !strcmp(f->fp8_m, "e5m2") ? SPARQ_FP8_E5M2 : SPARQ_FP8_E4M3,
+        .fp8_v_format = !strcmp(f->fp8_v, "e5m2") ? SPARQ_FP8_E5M2 : SPARQ_FP8_E4M3,
+        .fp8_shadow = f->fp8_shadow,
         .adamw = {.beta1 = (float)f->beta1, .beta2 = (float)f->beta2, .eps = (float)f->eps,
                   .weight_decay = (float)f->wd},
         .momentum = (float)f->momentum, .seed = (uint64_t)f->seed, .out_dir = f->out, .resume = f->resume,
@@ -363,6 +375,14 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
              corpus->size, corpus->train_size, corpus->val_size, cfg->n_layer, cfg->n_head, cfg->n_embd,
              cfg->block_size, (double)sparq_params_count(model.params) / 1e6, f->batch, seq, f->accum, f->optim,
              sparq_threads());
+      if (fp8_optim)
+        printf("train lm: FP8 moments m %s, v %s in groups of 128, %s%s\n", f->fp8_m, f->fp8_v,
+               optim == SPARQ_OPTIM_ADAMW_FP8 ? "dynamic range expansion" : "plain per-group scaling (no DRE)",
+               f->fp8_shadow ? ", FP32 shadow (coat.jsonl)" : "");
+      if (f->fp8_act)
+        printf("train lm: FP8 activations saved for backward (E4M3: per tensor for linear inputs, 1x16 groups "
+               "for LayerNorm and GELU inputs; q, k, v and attention output in BF16; E5M2 gradients into the "
+               "linear layers)\n");
       if (cfg->moe_router != SPARQ_MOE_NONE)
         printf("train lm: MoE (%s router) in %" PRId64 " of %" PRId64 " blocks, %" PRId64 " experts, top-k %" PRId64
                "%s\n",
@@ -382,6 +402,11 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
              "%.1f s\ncheckpoint: %s/ckpt.safetensors  log: %s/log.jsonl\n",
              res.steps_done, res.last_loss, res.last_eval, res.last_eval / log(2.0), res.tokens_per_s, res.seconds,
              f->out, f->out);
+    if (!s && !quiet)
+      printf("memory: parameters %zu B, gradients %zu B, optimizer state %zu B, saved activations %zu B, total %zu B; "
+             "peak RSS %zu B (%zu B at the start); %s/memory.json\n",
+             res.memory.params_bytes, res.memory.grads_bytes, res.memory.optimizer_state_bytes,
+             res.memory.activation_bytes, res.memory.total_bytes, res.peak_rss_bytes, res.rss_start_bytes, f->out);
     if (result) *result = res;
     if (!s && cfg->moe_router != SPARQ_MOE_NONE) rc = write_byte_table(&task, f->out, quiet);
   }
@@ -424,7 +449,11 @@ int cli_train(int argc, char **argv) {
       {"eval-batches", CLI_INT, &f.eval_batches, 1, 1e6, NULL},
       {"ckpt-every", CLI_INT, &f.ckpt_every, 0, 1e12, NULL},
       {"seed", CLI_INT, &f.seed, 0, 9.2e18, NULL},
-      {"optim", CLI_CHOICE, &f.optim, 0, 0, "adamw|signgd"},
+      {"optim", CLI_CHOICE, &f.optim, 0, 0, "adamw|signgd|adamw-fp8|adamw-fp8-nodre"},
+      {"fp8-m", CLI_CHOICE, &f.fp8_m, 0, 0, "e4m3|e5m2"},
+      {"fp8-v", CLI_CHOICE, &f.fp8_v, 0, 0, "e4m3|e5m2"},
+      {"fp8-shadow", CLI_BOOL, &f.fp8_shadow, 0, 0, NULL},
+      {"fp8-act", CLI_BOOL, &f.fp8_act, 0, 0, NULL},
       {"momentum", CLI_DOUBLE, &f.momentum, 0, 0.999999, NULL},
       {"bias", CLI_CHOICE, &f.bias, 0, 0, "on|off"},
       {"out", CLI_STRING, &f.out, 0, 0, NULL},

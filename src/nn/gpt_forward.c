@@ -13,20 +13,6 @@
 #include "sparq/base.h"
 #include "sparq/kernels.h"
 
-#define TIMED(bucket, call)                  \
-  do {                                       \
-    double t0_ = sparq_now();                \
-    s = (call);                              \
-    g->timing.bucket += sparq_now() - t0_;   \
-    if (s) return s;                         \
-  } while (0)
-#define TIMED_VOID(bucket, call)             \
-  do {                                       \
-    double t0_ = sparq_now();                \
-    call;                                    \
-    g->timing.bucket += sparq_now() - t0_;   \
-  } while (0)
-
 static const float *data_or_null(const sparq_param *p) { return p ? p->data : NULL; }
 static float *grad_or_null(const sparq_param *p) { return p ? p->grad : NULL; }
 
@@ -127,14 +113,22 @@ sparq_status sparq_gpt_forward_cond(sparq_gpt *g, const int32_t *x, const int32_
   g->T = T;
   g->has_targets = g->has_forward = false;
 
+  /* FP8 activations (gpt_fp8_forward.c) keep the residual stream in two ping-pong buffers */
+  float *res0 = g->fp8_act ? g->fp8_res[0] : g->residual[0];
   if (c->num_classes == 0) {
-    TIMED_VOID(other, sparq_nn_embedding_forward(g->residual[0], x, g->wte->data, g->wpe->data, B, T, c->n_embd));
+    TIMED_VOID(other, sparq_nn_embedding_forward(res0, x, g->wte->data, g->wpe->data, B, T, c->n_embd));
   } else {
-    TIMED(other, gpt_embed_forward(g, g->residual[0], x, labels, gft_beta, B, T, g->beta_freq, g->prefix, g->labels));
+    TIMED(other, gpt_embed_forward(g, res0, x, labels, gft_beta, B, T, g->beta_freq, g->prefix, g->labels));
   }
-  for (int64_t l = 0; l < c->n_layer; l++)
-    if ((s = gpt_block_forward(g, &g->blocks[l], &g->acts[l], g->residual[l], g->residual[l + 1], B, Tp))) return s;
-  if ((s = gpt_head_forward(g, g->ln_f, g->ln_f_mean, g->ln_f_rstd, g->residual[c->n_layer], g->logits, N))) return s;
+  if (g->fp8_act) {
+    if ((s = gpt_fp8_forward(g, B, Tp))) return s;
+  } else {
+    for (int64_t l = 0; l < c->n_layer; l++)
+      if ((s = gpt_block_forward(g, &g->blocks[l], &g->acts[l], g->residual[l], g->residual[l + 1], B, Tp)))
+        return s;
+    if ((s = gpt_head_forward(g, g->ln_f, g->ln_f_mean, g->ln_f_rstd, g->residual[c->n_layer], g->logits, N)))
+      return s;
+  }
   if (y) {
     float l = 0;
     TIMED(other, sparq_nn_xent_forward(&l, g->probs, g->logits, g->targets, N, V));
@@ -145,9 +139,8 @@ sparq_status sparq_gpt_forward_cond(sparq_gpt *g, const int32_t *x, const int32_
   return SPARQ_OK;
 }
 
-/* dinp = dout * w (overwritten) and the weight/bias gradients accumulated. */
-static sparq_status linear_backward_fresh(sparq_gpt *g, float *dinp, float *dw, float *db, const float *dout,
-                                          const float *inp, const float *w, int64_t N, int64_t Cin, int64_t OC) {
+sparq_status gpt_linear_backward_fresh(sparq_gpt *g, float *dinp, float *dw, float *db, const float *dout,
+                                       const float *inp, const float *w, int64_t N, int64_t Cin, int64_t OC) {
   sparq_status s;
   TIMED(gemm, sparq_sgemm(SPARQ_NO_TRANS, SPARQ_NO_TRANS, N, Cin, OC, 1.0f, dout, OC, w, Cin, 0.0f, dinp, Cin));
   TIMED(gemm, sparq_nn_linear_backward(NULL, dw, db, dout, inp, w, N, Cin, OC));
@@ -156,11 +149,13 @@ static sparq_status linear_backward_fresh(sparq_gpt *g, float *dinp, float *dw, 
 
 /* Everything below the logits, from dlogits [N,V]. */
 static sparq_status backward_from(sparq_gpt *g, const float *dlogits) {
+  if (g->fp8_act) return gpt_fp8_backward(g, dlogits);
   const sparq_gpt_config *c = &g->cfg;
   const int64_t B = g->B, Tp = gpt_rows_per_seq(g, g->T), N = B * Tp, C = c->n_embd, NH = c->n_head, hd = C / NH,
                 V = c->vocab_size;
   sparq_status s;
-  if ((s = linear_backward_fresh(g, g->d_ln, g->wte->grad, NULL, dlogits, g->ln_f, g->wte->data, N, C, V))) return s;
+  if ((s = gpt_linear_backward_fresh(g, g->d_ln, g->wte->grad, NULL, dlogits, g->ln_f, g->wte->data, N, C, V)))
+    return s;
   TIMED_VOID(other, memset(g->d_res, 0, (size_t)(N * C) * sizeof(float)));
   TIMED_VOID(other, sparq_nn_layernorm_backward(g->d_res, g->ln_f_w->grad, grad_or_null(g->ln_f_b), g->d_ln,
                                                 g->residual[c->n_layer], g->ln_f_w->data, g->ln_f_mean,
@@ -178,18 +173,18 @@ static sparq_status backward_from(sparq_gpt *g, const float *dlogits) {
       TIMED(gemm, sparq_moe_backward(a->moe, &d, &w, &gr, a->ln_2, g->d_res, g->d_ln, g->moe_l1, reg_scale,
                                      g->moe_dloss * g->moe_aux));
     } else {
-      if ((s = linear_backward_fresh(g, g->d_fc, p->mlp_proj_w->grad, grad_or_null(p->mlp_proj_b), g->d_res,
+      if ((s = gpt_linear_backward_fresh(g, g->d_fc, p->mlp_proj_w->grad, grad_or_null(p->mlp_proj_b), g->d_res,
                                      a->fc_gelu, p->mlp_proj_w->data, N, 4 * C, C)))
         return s;
       TIMED_VOID(other, sparq_nn_gelu_backward(g->d_fc, a->fc, g->d_fc, (size_t)(N * 4 * C)));
-      if ((s = linear_backward_fresh(g, g->d_ln, p->c_fc_w->grad, grad_or_null(p->c_fc_b), g->d_fc, a->ln_2,
+      if ((s = gpt_linear_backward_fresh(g, g->d_ln, p->c_fc_w->grad, grad_or_null(p->c_fc_b), g->d_fc, a->ln_2,
                                      p->c_fc_w->data, N, C, 4 * C)))
         return s;
     }
     TIMED_VOID(other, sparq_nn_layernorm_backward(g->d_res, p->ln_2_w->grad, grad_or_null(p->ln_2_b), g->d_ln,
                                                   a->res_mid, p->ln_2_w->data, a->ln_2_mean, a->ln_2_rstd, N, C));
     /* d_res now holds d(res_mid); the attention branch. */
-    if ((s = linear_backward_fresh(g, g->d_att, p->attn_proj_w->grad, grad_or_null(p->attn_proj_b), g->d_res,
+    if ((s = gpt_linear_backward_fresh(g, g->d_att, p->attn_proj_w->grad, grad_or_null(p->attn_proj_b), g->d_res,
                                    a->att, p->attn_proj_w->data, N, C, C)))
       return s;
     TIMED(attention, sparq_nn_attention_backward(g->d_q, g->d_k, g->d_v, g->d_att, a->q, a->k, a->v, a->att, a->lse,

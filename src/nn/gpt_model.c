@@ -299,8 +299,7 @@ void sparq_gpt_free(sparq_gpt *g) {
   if (!g) return;
   sparq_params_free(&g->params);
   sparq_free(g->blocks);
-  free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
-  sparq_free(g->labels);
+  gpt_release_buffers(g);
   gpt_free_infer(g);
   gpt_moe_free(g);
   sparq_free(g);
@@ -358,17 +357,21 @@ void gpt_block_acts_carve(gpt_block_acts *a, float **cursor, size_t N, size_t C,
 #undef ROUND16
 
 /* Carves every activation and scratch buffer out of one allocation. Each
- * buffer starts 64-byte aligned. */
+ * buffer starts 64-byte aligned. FP8 activations replace the residual
+ * streams, the blocks' activations and ln_f's output by their own layout
+ * (gpt_fp8_carve); the rest is shared. */
 sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   if (rows <= g->cap_rows) return SPARQ_OK;
   const sparq_gpt_config *c = &g->cfg;
   size_t N = (size_t)rows, C = (size_t)c->n_embd, V = (size_t)c->vocab_size, L = (size_t)c->n_layer;
   size_t NH = (size_t)c->n_head;
+  const bool fp8 = g->fp8_act;
 #define ROUND16(x) (((x) + 15) / 16 * 16)
   const size_t per_block = gpt_block_acts_floats(N, C, NH);
-  size_t total = (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
-                 2 * ROUND16(N * V) /* logits probs */ + 6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ +
-                 ROUND16(4 * N * C) + ROUND16(N * V);
+  size_t total = fp8 ? gpt_fp8_arena_floats(g, N) : (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C);
+  /* FP8 mode: d_fc is d_att..d_v (the two are never live together there) */
+  total += 2 * ROUND16(N) /* ln_f */ + 2 * ROUND16(N * V) /* logits probs */ +
+           6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ + (fp8 ? 0 : ROUND16(4 * N * C)) + ROUND16(N * V);
   /* the conditional prefix's buffers (B <= N sequences); none otherwise */
   const bool cond = c->num_classes > 0;
   const size_t F = (size_t)c->gft_beta_dim;
@@ -379,16 +382,26 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   gpt_block_acts *acts = sparq_calloc(L, sizeof *acts, "GPT activations");
   int32_t *tokens = sparq_alloc(N * sizeof(int32_t), "GPT tokens");
   int32_t *targets = sparq_alloc(N * sizeof(int32_t), "GPT targets");
-  if (!arena || !residual || !acts || !tokens || !targets || (cond && !labels)) {
+  gpt_fp8_block *fp8_blocks = fp8 ? sparq_calloc(L, sizeof *fp8_blocks, "GPT FP8 activations") : NULL;
+  float *grad_scale = fp8 ? sparq_calloc(L * GPT_GRAD_PER_BLOCK + 1, sizeof(float), "GPT FP8 activations") : NULL;
+  if (!arena || !residual || !acts || !tokens || !targets || (cond && !labels) ||
+      (fp8 && (!fp8_blocks || !grad_scale))) {
     free_buffers(arena, residual, acts, tokens, targets);
     sparq_free(labels);
+    sparq_free(fp8_blocks);
+    sparq_free(grad_scale);
     return SPARQ_ERR_NOMEM;
   }
   float *p = arena;
 #define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
-  for (size_t l = 0; l <= L; l++) residual[l] = TAKE(N * C);
-  for (size_t l = 0; l < L; l++) gpt_block_acts_carve(&acts[l], &p, N, C, NH);
-  g->ln_f = TAKE(N * C);
+  if (fp8) {
+    gpt_fp8_carve(g, fp8_blocks, &p, N);
+    g->ln_f = NULL; /* ln_f's output lives in the work buffers */
+  } else {
+    for (size_t l = 0; l <= L; l++) residual[l] = TAKE(N * C);
+    for (size_t l = 0; l < L; l++) gpt_block_acts_carve(&acts[l], &p, N, C, NH);
+    g->ln_f = TAKE(N * C);
+  }
   g->ln_f_mean = TAKE(N);
   g->ln_f_rstd = TAKE(N);
   g->logits = TAKE(N * V);
@@ -399,18 +412,27 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->d_q = TAKE(N * C);
   g->d_k = TAKE(N * C);
   g->d_v = TAKE(N * C);
-  g->d_fc = TAKE(4 * N * C);
+  g->d_fc = fp8 ? g->d_att : TAKE(4 * N * C);
   g->d_logits = TAKE(N * V);
   g->beta_freq = cond ? TAKE(N * F) : NULL;
   g->prefix = cond ? TAKE(N * C) : NULL;
 #undef TAKE
 #undef ROUND16
+  if (fp8) {
+    /* the forward's FP32 residual streams live in backward's scratch */
+    g->fp8_res[0] = g->d_res;
+    g->fp8_res[1] = g->d_ln;
+  }
   free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
   sparq_free(g->labels);
+  sparq_free(g->fp8);
+  sparq_free(g->fp8_grad_scale);
   g->labels = labels;
   g->arena = arena;
   g->residual = residual;
   g->acts = acts;
+  g->fp8 = fp8_blocks;
+  g->fp8_grad_scale = grad_scale;
   for (size_t l = 0; g->moe_train && l < L; l++) acts[l].moe = g->moe_train[l];
   g->tokens = tokens;
   g->targets = targets;
@@ -418,4 +440,23 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   g->has_targets = false;
   g->has_forward = false;
   return SPARQ_OK;
+}
+
+void gpt_release_buffers(sparq_gpt *g) {
+  free_buffers(g->arena, g->residual, g->acts, g->tokens, g->targets);
+  sparq_free(g->labels);
+  sparq_free(g->fp8);
+  sparq_free(g->fp8_grad_scale);
+  g->arena = NULL, g->residual = NULL, g->acts = NULL, g->tokens = NULL, g->targets = NULL, g->labels = NULL;
+  g->fp8 = NULL, g->fp8_grad_scale = NULL;
+  g->ln_f = g->ln_f_mean = g->ln_f_rstd = g->logits = g->probs = NULL;
+  g->d_res = g->d_ln = g->d_att = g->d_q = g->d_k = g->d_v = g->d_fc = g->d_logits = NULL;
+  g->beta_freq = g->prefix = NULL;
+  g->fp8_res[0] = g->fp8_res[1] = NULL;
+  g->fp8_gmax = NULL;
+  memset(&g->fp8_work, 0, sizeof g->fp8_work);
+  g->cap_rows = 0;
+  g->B = g->T = 0;
+  g->has_targets = g->has_forward = false;
+  g->fp8_stats_valid = false;
 }

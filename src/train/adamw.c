@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "sparq/train.h"
+#include "train/adamw_internal.h"
 #include "train/param_spans.h"
 
 #ifdef SPARQ_HAVE_X86_SIMD
@@ -56,49 +57,6 @@ sparq_status sparq_adamw_init(sparq_adamw_state *st, const sparq_param_list *pl)
   }
   st->numel = pl->numel;
   return SPARQ_OK;
-}
-
-/* The double a Python config holds for a hyperparameter given as a float:
- * the shortest decimal that rounds to it (0.9f -> 0.9, 0.95f -> 0.95), so
- * that 1 - beta1, 1 - lr * wd and beta2 ** t come out as the same doubles
- * PyTorch computes from betas=(0.9, 0.95). %.9g always round-trips a float. */
-static double decimal_double(float f) {
-  if (!isfinite(f) || f == 0) return (double)f;
-  char buf[40];
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-    double d = strtod(buf, NULL);
-    if ((float)d == f) return d;
-  }
-  return (double)f;
-}
-
-/* The per-step float scalars of the update. */
-typedef struct adamw_coef {
-  float decay;     /* 1 - lr * wd */
-  float lerp_w;    /* lerp coefficient: w or w - 1 */
-  int lerp_small;  /* |w| < 0.5: base is m, else g */
-  float beta2;     /* mul_(beta2) */
-  float one_m_b2;  /* addcmul value 1 - beta2 */
-  float bc2_sqrt;  /* (1 - beta2^t) ** 0.5 */
-  float eps;
-  float neg_step;  /* addcdiv value -lr / (1 - beta1^t) */
-} adamw_coef;
-
-/* One element; the scalar reference and the vector tails. */
-static inline __attribute__((always_inline)) void adamw_one(float *p, const float *g, float *m, float *v, size_t i,
-                                                            const adamw_coef *c, int decay) {
-  float pi = p[i], gi = g[i], mi = m[i], vi = v[i];
-  if (decay) pi = pi * c->decay;
-  mi = fmaf(c->lerp_w, gi - mi, c->lerp_small ? mi : gi);
-  /* one product per statement: a compiler that contracts a * b + c within
-   * an expression (clang's default -ffp-contract=on) must not fuse these */
-  vi = vi * c->beta2;
-  const float gg = (c->one_m_b2 * gi) * gi;
-  vi = vi + gg;
-  const float denom = sqrtf(vi) / c->bc2_sqrt + c->eps;
-  pi = pi + (c->neg_step * mi) / denom;
-  p[i] = pi, m[i] = mi, v[i] = vi;
 }
 
 static void adamw_range_scalar(float *p, const float *g, float *m, float *v, size_t n, const adamw_coef *c,
@@ -175,20 +133,25 @@ static sparq_status check_args(const sparq_adamw_state *st, const sparq_param_li
     return sparq_fail(SPARQ_ERR_ARG,
                       "sparq_adamw_step: the state holds %zu floats but the parameter list %zu (sparq_adamw_init)",
                       st->exp_avg && st->exp_avg_sq ? st->numel : (size_t)0, pl->numel);
-  if (!(lr >= 0) || !isfinite(lr)) return sparq_fail(SPARQ_ERR_ARG, "sparq_adamw_step: lr %g must be finite and >= 0", lr);
-  if (!(cfg->beta1 >= 0 && cfg->beta1 < 1) || !(cfg->beta2 >= 0 && cfg->beta2 < 1))
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_adamw_step: betas %g, %g must be in [0, 1)", cfg->beta1, cfg->beta2);
-  if (!(cfg->eps >= 0) || !isfinite(cfg->eps))
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_adamw_step: eps %g must be finite and >= 0", cfg->eps);
-  if (!(cfg->weight_decay >= 0) || !isfinite(cfg->weight_decay))
-    return sparq_fail(SPARQ_ERR_ARG, "sparq_adamw_step: weight decay %g must be finite and >= 0", cfg->weight_decay);
-  return SPARQ_OK;
+  return adamw_check_hyper("sparq_adamw_step", cfg, lr);
 }
 
-sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const sparq_adamw_config *cfg, float lr) {
-  sparq_status s = check_args(st, pl, cfg, lr);
-  if (s) return s;
-  const int64_t t = st->step + 1;
+/* The double a Python config holds for a hyperparameter given as a float:
+ * the shortest decimal that rounds to it (0.9f -> 0.9, 0.95f -> 0.95), so
+ * that 1 - beta1, 1 - lr * wd and beta2 ** t come out as the same doubles
+ * PyTorch computes from betas=(0.9, 0.95). %.9g always round-trips a float. */
+static double decimal_double(float f) {
+  if (!isfinite(f) || f == 0) return (double)f;
+  char buf[40];
+  for (int prec = 1; prec <= 9; prec++) {
+    snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+    double d = strtod(buf, NULL);
+    if ((float)d == f) return d;
+  }
+  return (double)f;
+}
+
+adamw_coef adamw_coef_make(const sparq_adamw_config *cfg, float lr, int64_t t) {
   const double lr_d = decimal_double(lr), wd = decimal_double(cfg->weight_decay);
   const double beta1 = decimal_double(cfg->beta1), beta2 = decimal_double(cfg->beta2);
   const double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
@@ -203,8 +166,28 @@ sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const
       .bc2_sqrt = (float)pow(bc2, 0.5),
       .eps = (float)decimal_double(cfg->eps),
       .neg_step = (float)(-(lr_d / bc1)),
+      .use_decay = wd != 0,
   };
-  const bool use_decay = wd != 0;
+  return c;
+}
+
+sparq_status adamw_check_hyper(const char *fn, const sparq_adamw_config *cfg, float lr) {
+  if (!(lr >= 0) || !isfinite(lr)) return sparq_fail(SPARQ_ERR_ARG, "%s: lr %g must be finite and >= 0", fn, lr);
+  if (!(cfg->beta1 >= 0 && cfg->beta1 < 1) || !(cfg->beta2 >= 0 && cfg->beta2 < 1))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: betas %g, %g must be in [0, 1)", fn, cfg->beta1, cfg->beta2);
+  if (!(cfg->eps >= 0) || !isfinite(cfg->eps))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: eps %g must be finite and >= 0", fn, cfg->eps);
+  if (!(cfg->weight_decay >= 0) || !isfinite(cfg->weight_decay))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: weight decay %g must be finite and >= 0", fn, cfg->weight_decay);
+  return SPARQ_OK;
+}
+
+sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const sparq_adamw_config *cfg, float lr) {
+  sparq_status s = check_args(st, pl, cfg, lr);
+  if (s) return s;
+  const int64_t t = st->step + 1;
+  const adamw_coef c = adamw_coef_make(cfg, lr, t);
+  const bool use_decay = c.use_decay;
   const adamw_range_fn run = adamw_pick();
   const size_t total = pl->numel, count = pl->count;
   const sparq_param *items = pl->items;

@@ -60,6 +60,16 @@ static sparq_tensor f32_view(const sparq_param *p, const float *data) {
   return t;
 }
 
+static sparq_tensor typed_view(const sparq_ckpt_tensor *c) {
+  sparq_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = c->data;
+  t.dtype = c->dtype;
+  t.ndim = c->ndim;
+  for (int d = 0; d < c->ndim && d < SPARQ_MAX_DIMS; d++) t.shape[d] = c->shape[d];
+  return t;
+}
+
 /* The AdamW moments as the two states the checkpoint stores. */
 static size_t adam_states(const sparq_adamw_state *adam, sparq_ckpt_state out[2]) {
   if (!adam) return 0;
@@ -80,13 +90,40 @@ sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_li
                                           const sparq_ckpt_state *states, size_t nstates,
                                           const sparq_ckpt_alias *aliases, size_t alias_count,
                                           const sparq_metadata_entry *meta, size_t meta_count) {
+  return sparq_checkpoint_save_ex(path, pl, states, nstates, NULL, 0, aliases, alias_count, meta, meta_count);
+}
+
+/* A typed tensor's description must be usable: name, 1..8 dimensions,
+ * non-negative sizes, data for a non-empty tensor. */
+static sparq_status check_typed(const char *fn, const char *path, const sparq_ckpt_tensor *tensors, size_t ntensors) {
+  if (ntensors && !tensors) return sparq_fail(SPARQ_ERR_ARG, "%s: %s: tensors is NULL", fn, path);
+  for (size_t i = 0; i < ntensors; i++) {
+    const sparq_ckpt_tensor *t = &tensors[i];
+    bool ok = t->name && *t->name && t->ndim >= 1 && t->ndim <= SPARQ_MAX_DIMS && (int)t->dtype >= 0 &&
+              t->dtype < SPARQ_DTYPE_COUNT;
+    for (int d = 0; ok && d < t->ndim; d++) ok = t->shape[d] >= 0;
+    size_t bytes = 0;
+    sparq_tensor view = typed_view(t);
+    if (ok) ok = sparq_tensor_nbytes(&view, &bytes) && (bytes == 0 || t->data);
+    if (!ok)
+      return sparq_fail(SPARQ_ERR_ARG, "%s: %s: extra tensor %zu ('%s') has no name, a bad shape or dtype, or no data",
+                        fn, path, i, t->name ? t->name : "(null)");
+  }
+  return SPARQ_OK;
+}
+
+sparq_status sparq_checkpoint_save_ex(const char *path, const sparq_param_list *pl, const sparq_ckpt_state *states,
+                                      size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors,
+                                      const sparq_ckpt_alias *aliases, size_t alias_count,
+                                      const sparq_metadata_entry *meta, size_t meta_count) {
   sparq_status s = check_list("sparq_checkpoint_save", path, pl, states, nstates);
+  if (!s) s = check_typed("sparq_checkpoint_save", path, tensors, ntensors);
   if (s) return s;
   if (alias_count && !aliases) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_save: %s: aliases is NULL", path);
   const size_t n = pl->count;
-  if (n > SIZE_MAX / 8 || alias_count > SIZE_MAX / 8 || nstates > 8)
+  if (n > SIZE_MAX / 16 || alias_count > SIZE_MAX / 16 || ntensors > SIZE_MAX / 16 || nstates > 8)
     return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_save: %s: too many tensors", path);
-  const size_t extra = nstates * n, total = n + alias_count + extra;
+  const size_t extra = nstates * n, total = n + alias_count + extra + ntensors;
   sparq_named_tensor *list = calloc(total ? total : 1, sizeof *list);
   char *names = extra ? malloc(extra * STATE_NAME_MAX) : NULL;
   if (!list || (extra && !names)) {
@@ -117,6 +154,10 @@ sparq_status sparq_checkpoint_save_states(const char *path, const sparq_param_li
     snprintf(name, STATE_NAME_MAX, "%s%s", q->prefix, p->name);
     list[k].name = name;
     list[k++].tensor = f32_view(p, q->data + p->offset);
+  }
+  for (size_t i = 0; i < ntensors; i++) {
+    list[k].name = tensors[i].name;
+    list[k++].tensor = typed_view(&tensors[i]);
   }
   s = sparq_safetensors_write(path, list, k, meta, meta_count);
 done:
@@ -175,17 +216,67 @@ sparq_status sparq_checkpoint_load(const char *path, sparq_param_list *pl, sparq
 
 sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
                                           size_t nstates, sparq_safetensors **st_out) {
+  return sparq_checkpoint_load_ex(path, pl, states, nstates, NULL, 0, st_out);
+}
+
+sparq_status sparq_checkpoint_load_ex(const char *path, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                      size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors,
+                                      sparq_safetensors **st_out) {
   if (st_out) *st_out = NULL;
   sparq_status s = check_list("sparq_checkpoint_load", path, pl, states, nstates);
+  if (!s) s = check_typed("sparq_checkpoint_load", path, tensors, ntensors);
   if (s) return s;
-  if (nstates > 8) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_load: %s: too many states", path);
-  const size_t n = pl->count, total = (1 + nstates) * n;
-  const sparq_tensor **src = calloc(total ? total : 1, sizeof *src);
-  if (!src) return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_load: %s: out of memory", path);
   sparq_safetensors *st = NULL;
   s = sparq_safetensors_open(path, &st);
-  /* every tensor is found and checked before any parameter is written, so
-   * a bad checkpoint leaves the model as it was */
+  if (!s) s = sparq_checkpoint_read(st, pl, states, nstates, tensors, ntensors);
+  if (s || !st_out) sparq_safetensors_close(st);
+  else *st_out = st;
+  return s;
+}
+
+/* The file's tensor for a typed one: present, same dtype (no conversion:
+ * the bytes are copied as they are), same shape, and as many bytes as that
+ * shape and dtype make. */
+static sparq_status find_typed(const sparq_safetensors *st, const sparq_ckpt_tensor *want, const sparq_tensor **out) {
+  const sparq_tensor *t = sparq_safetensors_find(st, want->name);
+  *out = NULL;
+  if (!t) return sparq_fail(SPARQ_ERR_NOT_FOUND, "%s: no tensor named '%s', which this run needs", st->path, want->name);
+  if (t->dtype != want->dtype)
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected %s", st->path, want->name,
+                      sparq_dtype_name(t->dtype), sparq_dtype_name(want->dtype));
+  bool same = t->ndim == want->ndim;
+  for (int d = 0; same && d < want->ndim; d++) same = t->shape[d] == want->shape[d];
+  if (!same) {
+    char have[160], need[160];
+    shape_str(have, sizeof have, t->ndim, t->shape);
+    shape_str(need, sizeof need, want->ndim, want->shape);
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s]", st->path, want->name, have,
+                      need);
+  }
+  size_t have_bytes = 0, want_bytes = 0;
+  sparq_tensor view = typed_view(want);
+  if (!sparq_tensor_nbytes(t, &have_bytes) || !sparq_tensor_nbytes(&view, &want_bytes) || have_bytes != want_bytes ||
+      (want_bytes && (!t->data || !want->data)))
+    return sparq_fail(SPARQ_ERR_FORMAT, "%s: tensor '%s' does not hold the expected %zu bytes", st->path, want->name,
+                      want_bytes);
+  *out = t;
+  return SPARQ_OK;
+}
+
+sparq_status sparq_checkpoint_read(const sparq_safetensors *st, sparq_param_list *pl, const sparq_ckpt_state *states,
+                                   size_t nstates, const sparq_ckpt_tensor *tensors, size_t ntensors) {
+  if (!st) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_read: no file");
+  sparq_status s = check_list("sparq_checkpoint_load", st->path, pl, states, nstates);
+  if (!s) s = check_typed("sparq_checkpoint_load", st->path, tensors, ntensors);
+  if (s) return s;
+  if (nstates > 8) return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_load: %s: too many states", st->path);
+  const size_t n = pl->count, total = (1 + nstates) * n;
+  if (ntensors > SIZE_MAX / sizeof(void *) - total)
+    return sparq_fail(SPARQ_ERR_ARG, "sparq_checkpoint_load: %s: too many tensors", st->path);
+  const sparq_tensor **src = calloc(total + ntensors ? total + ntensors : 1, sizeof *src);
+  if (!src) return sparq_fail(SPARQ_ERR_NOMEM, "sparq_checkpoint_load: %s: out of memory", st->path);
+  /* every tensor is found and checked before anything is written, so a bad
+   * checkpoint leaves the model and the states as they were */
   char name[STATE_NAME_MAX];
   for (size_t j = 0; j < total && !s; j++) {
     const sparq_param *p = &pl->items[j % n];
@@ -193,13 +284,17 @@ sparq_status sparq_checkpoint_load_states(const char *path, sparq_param_list *pl
     snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", p->name);
     s = find_checked(st, name, p, prefix, &src[j]);
   }
+  for (size_t i = 0; i < ntensors && !s; i++) s = find_typed(st, &tensors[i], &src[total + i]);
   for (size_t j = 0; j < total && !s; j++) {
     const sparq_param *p = &pl->items[j % n];
     float *dst = j < n ? pl->data : states[j / n - 1].data;
     s = sparq_tensor_to_f32(src[j], dst + p->offset);
   }
+  for (size_t i = 0; i < ntensors && !s; i++) {
+    size_t bytes = 0;
+    sparq_tensor_nbytes(src[total + i], &bytes);
+    if (bytes) memcpy(tensors[i].data, src[total + i]->data, bytes);
+  }
   free(src);
-  if (s || !st_out) sparq_safetensors_close(st);
-  else *st_out = st;
   return s;
 }

@@ -5,6 +5,7 @@
 #include "sparq/data.h"
 #include "sparq/lm.h"
 #include "train/lm_cond.h"
+#include "train/lm_fp8.h"
 #include "train/lm_moe.h"
 
 /* The held-out windows come from their own stream of eval_seed. */
@@ -97,4 +98,5 @@ void sparq_lm_task_trainable(sparq_lm_task *t, sparq_trainable *out) {
     out->log_extra = lm_moe_log_extra;
     lm_moe_meta(t, &out->meta, &out->meta_count);
   }
+  lm_fp8_trainable(t, out);
 }
