@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,8 +85,9 @@ static int read_arm(const char *dir, arm_result *r) {
 }
 
 /* Runs `argv` (argv[0] = this executable) with stdout and stderr into
- * log_path; CLI_OK when it exits with status 0. */
-static int spawn_and_wait(char **argv, const char *log_path) {
+ * log_path; CLI_OK when it exits with status 0. *peak_rss (may be NULL)
+ * receives the child's maximum resident set size in bytes (wait4). */
+static int spawn_and_wait(char **argv, const char *log_path, double *peak_rss) {
   posix_spawn_file_actions_t fa;
   if (posix_spawn_file_actions_init(&fa)) return cli_fail("bench coat: posix_spawn_file_actions_init failed");
   int rc = CLI_OK;
@@ -98,8 +100,11 @@ static int spawn_and_wait(char **argv, const char *log_path) {
   if (rc) return rc;
   if (err) return cli_fail("bench coat: cannot start %s: %s", argv[0], strerror(err));
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return cli_fail("bench coat: waitpid: %s", strerror(errno));
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  while (wait4(pid, &status, 0, &ru) < 0)
+    if (errno != EINTR) return cli_fail("bench coat: wait4: %s", strerror(errno));
+  if (peak_rss) *peak_rss = (double)ru.ru_maxrss * 1024.0; /* Linux reports KiB */
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return cli_fail("bench coat: the run failed (%s %d); its output is in %s",
                     WIFEXITED(status) ? "exit status" : "signal",
@@ -109,30 +114,35 @@ static int spawn_and_wait(char **argv, const char *log_path) {
 
 static double ratio(double base, double x) { return x > 0 ? base / x : NAN; }
 
-static void print_table(const arm_result *r, const bool *want, bool json) {
+static void print_table(const arm_result *r, const bool *want, double bare, bool json) {
   const arm_result *b = &r[0];
   printf("| run | val loss (nats/byte) | vs FP32 | optimizer state | saved activations | ledger total "
-         "| peak RSS | peak RSS above start | tokens/s | v flushed to 0 (max per step) | NaN |\n"
-         "|---|---|---|---|---|---|---|---|---|---|---|\n");
+         "| peak RSS | peak RSS above the bare process | peak RSS above start | tokens/s "
+         "| v flushed to 0 (max per step) | NaN |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int i = 0; i < ARMS; i++) {
     if (!want[i]) continue;
     const arm_result *a = &r[i];
     const double above = a->peak_rss - a->rss_start, above_b = b->peak_rss - b->rss_start;
+    const double used = a->peak_rss - bare, used_b = b->peak_rss - bare;
     printf("| %s | %.4f | %+.2f%% | %.3f MB (%.2fx) | %.3f MB (%.2fx) | %.3f MB (%.2fx) | %.1f MB (%.2fx) "
-           "| %.1f MB (%.2fx) | %.0f | %" PRId64 " (%" PRId64 ") | %" PRId64 " |\n",
+           "| %.1f MB (%.2fx) | %.1f MB (%.2fx) | %.0f | %" PRId64 " (%" PRId64 ") | %" PRId64 " |\n",
            ARM_NAMES[i], a->val_loss, want[0] ? 100 * (a->val_loss / b->val_loss - 1) : NAN, a->optim / 1e6,
            ratio(b->optim, a->optim), a->acts / 1e6, ratio(b->acts, a->acts), a->total / 1e6,
-           ratio(b->total, a->total), a->peak_rss / 1e6, ratio(b->peak_rss, a->peak_rss), above / 1e6,
-           ratio(above_b, above), a->tokens_per_s, a->v_flush_total, a->v_flush_max, a->nan_total);
+           ratio(b->total, a->total), a->peak_rss / 1e6, ratio(b->peak_rss, a->peak_rss), used / 1e6,
+           ratio(used_b, used), above / 1e6, ratio(above_b, above), a->tokens_per_s, a->v_flush_total,
+           a->v_flush_max, a->nan_total);
   }
+  printf("(bare process: %.1f MB resident for `sparq --version`, code and libraries only; start: the RSS when "
+         "training starts, after the corpus, weights and gradients are loaded)\n", bare / 1e6);
   if (want[0]) printf("(ratios: the FP32 run's bytes over the run's bytes; vs FP32: relative held-out loss)\n");
   for (int i = 0; json && i < ARMS; i++)
     if (want[i])
       printf("{\"bench\":\"coat\",\"run\":\"%s\",\"val_loss\":%.6f,\"params_bytes\":%.0f,\"grads_bytes\":%.0f,"
              "\"optimizer_state_bytes\":%.0f,\"activation_bytes\":%.0f,\"total_bytes\":%.0f,\"peak_rss_bytes\":%.0f,"
-             "\"rss_start_bytes\":%.0f,\"tokens_per_s\":%.1f,\"v_flush\":%" PRId64 ",\"nan\":%" PRId64 "}\n",
+             "\"rss_start_bytes\":%.0f,\"bare_rss_bytes\":%.0f,\"tokens_per_s\":%.1f,\"v_flush\":%" PRId64 ",\"nan\":%" PRId64 "}\n",
              ARM_NAMES[i], r[i].val_loss, r[i].params, r[i].grads, r[i].optim, r[i].acts, r[i].total,
-             r[i].peak_rss, r[i].rss_start, r[i].tokens_per_s, r[i].v_flush_total, r[i].nan_total);
+             r[i].peak_rss, r[i].rss_start, bare, r[i].tokens_per_s, r[i].v_flush_total, r[i].nan_total);
 }
 
 int cli_bench_coat(int argc, char **argv) {
@@ -162,6 +172,13 @@ int cli_bench_coat(int argc, char **argv) {
   exe[n] = '\0';
   if (mkdir(out, 0755) && errno != EEXIST) return cli_fail("bench coat: cannot create %s: %s", out, strerror(errno));
 
+  /* The resident size of the bare process (code and libraries, nothing
+   * loaded or allocated): what no training setting can shrink. */
+  char bare_log[4200];
+  snprintf(bare_log, sizeof bare_log, "%.4000s/bare.out", out);
+  char *bare_args[] = {exe, "--version", NULL};
+  double bare = 0;
+  if ((rc = spawn_and_wait(bare_args, bare_log, &bare))) return rc;
   arm_result res[ARMS] = {0};
   for (int i = 0; i < ARMS; i++) {
     if (!want[i]) continue;
@@ -189,13 +206,13 @@ int cli_bench_coat(int argc, char **argv) {
       args[k] = NULL;
       fprintf(stderr, "bench coat: training %s into %s (%" PRId64 " steps; output in %s)\n", ARM_NAMES[i], dir,
               steps, log_path);
-      if ((rc = spawn_and_wait(args, log_path))) return rc;
+      if ((rc = spawn_and_wait(args, log_path, NULL))) return rc;
     }
     if ((rc = read_arm(dir, &res[i]))) return rc;
   }
   printf("bench coat: spec coat-fp8.md section 8, nanoGPT %" PRId64 " layers, dim %" PRId64 ", %" PRId64
          " heads, context %" PRId64 ", batch %" PRId64 ", %" PRId64 " steps, lr %g cosine to %g, %d threads\n",
          layers, dim, heads, seq, batch, steps, lr, min_lr, sparq_threads());
-  print_table(res, want, json);
+  print_table(res, want, bare, json);
   return CLI_OK;
 }
