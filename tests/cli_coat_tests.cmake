@@ -10,17 +10,18 @@ sparq_cli_test(train_coat_act 0 ARGS --threads 1 train lm --optim adamw-fp8 --fp
   STDOUT_REGEX "adamw-fp8.*FP8 activations.*done: step 6,.*memory: parameters 136704 B, gradients 136704 B, optimizer state 75024 B, saved activations [0-9]+ B")
 set_tests_properties(cli_train_coat_act PROPERTIES FIXTURES_SETUP coat_run)
 sparq_cli_test(inspect_coat 0 ARGS inspect --no-stats ${COAT_RUN}/ckpt.safetensors
-  STDOUT_REGEX "optimizer.exp_avg.transformer.wte.weight +F8_E4M3 +\\[256, 32\\].*optimizer.expand_exp_avg_sq.transformer.wte.weight +F32 +\\[64\\]")
+  STDOUT_REGEX "optimizer.exp_avg.transformer.wte.weight +F8_E4M3 +\\[256, 32\\].*optimizer.expand_exp_avg_sq.transformer.wte.weight +F32 +\\[64\\].*fp8_activations = true")
 set_tests_properties(cli_inspect_coat PROPERTIES FIXTURES_REQUIRED coat_run)
 
 sparq_cli_test(train_coat_nodre_e5m2 0 ARGS --threads 1 train lm --optim adamw-fp8-nodre --fp8-m e5m2 --fp8-v e5m2
   --fp8-shadow ${COAT_TINY} --steps 3 --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-nodre STDOUT_REGEX "done: step 3,")
 
 # stop and resume (bit-exactness itself is checked in test_coat_trainer)
-sparq_cli_test(train_coat_stop 0 ARGS --threads 1 train lm --optim adamw-fp8 ${COAT_TINY} --steps 6 --stop-at 3
-  --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-resume STDOUT_REGEX "done: step 3,")
+# (the resume keeps FP8 activations from the checkpoint's metadata without the flag)
+sparq_cli_test(train_coat_stop 0 ARGS --threads 1 train lm --optim adamw-fp8 --fp8-act ${COAT_TINY} --steps 6
+  --stop-at 3 --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-resume STDOUT_REGEX "done: step 3,")
 sparq_cli_test(train_coat_resume 0 ARGS --threads 1 train lm --resume --optim adamw-fp8 ${COAT_TINY} --steps 6
-  --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-resume STDOUT_REGEX "done: step 6,")
+  --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-resume STDOUT_REGEX "FP8 activations saved for backward.*done: step 6,")
 sparq_cli_test(train_coat_resume_wrong_optim 1 ARGS --threads 1 train lm --resume --optim adamw ${COAT_TINY}
   --steps 6 --eval-every 0 --out ${SPARQ_TEST_TMP}/coat-resume STDERR_REGEX "optimizer")
 set_tests_properties(cli_train_coat_stop PROPERTIES FIXTURES_SETUP coat_resume)

@@ -53,6 +53,7 @@ typedef struct sparq_lm_task {
   bool fp8_act;
   int64_t fp8_steps;                     /* steps logged by this invocation */
   void (*fp8_inner_log)(void *self, char *buf, size_t size); /* the task's own log_extra */
+  sparq_metadata_entry fp8_meta[24];     /* the task's checkpoint metadata plus "fp8_activations" */
 } sparq_lm_task;
 
 /* Checks sizes (seq <= block_size; both splits longer than seq + 1) and
@@ -114,8 +115,9 @@ sparq_status sparq_lm_task_set_moe(sparq_lm_task *task, const sparq_lm_moe_confi
  * sparq_gpt_set_fp8_act_stats, and their step records gain, per saved
  * tensor kind K of gpt.h ("ln_1.in", "c_attn.in", ...),
  * "act_relmse.K" (relative MSE against the FP32 value) and "act_sat.K"
- * (share of entries at +-max). Call after sparq_lm_task_set_classes/_moe
- * and before sparq_lm_task_trainable. */
+ * (share of entries at +-max), and checkpoints carry the metadata
+ * "fp8_activations" = "true". Call after sparq_lm_task_set_classes/_moe and
+ * before sparq_lm_task_trainable. */
 sparq_status sparq_lm_task_set_fp8_act(sparq_lm_task *task, bool on);
 
 /* Over the training forwards of this invocation: for every input byte

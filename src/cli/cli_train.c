@@ -52,7 +52,8 @@ static int resume_moe(const sparq_safetensors *st, cli_lm_flags *f, float *lambd
   return CLI_OK;
 }
 
-/* On resume the guidance comes from the checkpoint, whatever the flags say. */
+/* On resume the guidance comes from the checkpoint, whatever the flags say,
+ * and so do FP8 activations (a run that saved in FP8 goes on doing so). */
 static int resume_guidance(cli_lm_flags *f, float *moe_lambda, int64_t *moe_step) {
   char path[4200];
   snprintf(path, sizeof path, "%s/ckpt.safetensors", f->out);
@@ -67,6 +68,8 @@ static int resume_guidance(cli_lm_flags *f, float *moe_lambda, int64_t *moe_step
   float p = (float)f->p_uncond;
   int rc = CLI_OK;
   if (guidance && sparq_safetensors_metadata_float(st, "class_dropout_prob", true, &p)) rc = cli_fail_last_error();
+  const char *fp8_act = sparq_safetensors_metadata(st, "fp8_activations");
+  f->fp8_act = f->fp8_act || (fp8_act && !strcmp(fp8_act, "true"));
   f->cond = guidance && !strcmp(guidance, "cfg");
   f->gft = guidance && !strcmp(guidance, "gft");
   f->p_uncond = p;

@@ -57,4 +57,12 @@ void lm_fp8_trainable(sparq_lm_task *t, sparq_trainable *out) {
   if (!t->fp8_act) return;
   t->fp8_inner_log = out->log_extra;
   out->log_extra = lm_fp8_log_extra;
+  /* the metadata says so, so that a resume keeps saving in FP8 */
+  const size_t cap = sizeof t->fp8_meta / sizeof t->fp8_meta[0];
+  if (out->meta_count < cap) {
+    memcpy(t->fp8_meta, out->meta, out->meta_count * sizeof *out->meta);
+    t->fp8_meta[out->meta_count] = (sparq_metadata_entry){"fp8_activations", "true"};
+    out->meta = t->fp8_meta;
+    out->meta_count++;
+  }
 }
