@@ -237,12 +237,16 @@ typedef struct sparq_memory_ledger {
   size_t grads_bytes;           /* 4 x parameter elements */
   size_t optimizer_state_bytes; /* AdamW 8 x elements; SignGD 4 x elements with momentum, else 0;
                                    FP8 AdamW sparq_adamw_fp8_state_bytes (no shadow) */
-  size_t activation_bytes;      /* the model's saved activations (largest seen) */
+  size_t activation_bytes;      /* the model's saved activations (largest seen; 0 when not reported) */
   size_t total_bytes;           /* the sum of the four */
+  bool activations_reported;    /* the model reports its saved activations (sparq_trainable's
+                                   activation_bytes is set); false: activation_bytes is unknown,
+                                   written as null in memory.json, and total_bytes leaves it out */
 } sparq_memory_ledger;
 
 /* The ledger of training `pl` with `optim` (momentum > 0: SignGD keeps a
- * momentum buffer) and `activation_bytes` of saved activations. Pure. */
+ * momentum buffer) and `activation_bytes` of saved activations (reported:
+ * activations_reported is set true). Pure. */
 sparq_memory_ledger sparq_memory_ledger_make(const sparq_param_list *pl, sparq_optim optim, float momentum,
                                              size_t activation_bytes);
 

@@ -11,7 +11,8 @@
 sparq_memory_ledger sparq_memory_ledger_make(const sparq_param_list *pl, sparq_optim optim, float momentum,
                                              size_t activation_bytes) {
   const size_t n = pl ? sparq_params_count(pl) : 0;
-  sparq_memory_ledger l = {.params_bytes = 4 * n, .grads_bytes = 4 * n, .activation_bytes = activation_bytes};
+  sparq_memory_ledger l = {.params_bytes = 4 * n, .grads_bytes = 4 * n, .activation_bytes = activation_bytes,
+                           .activations_reported = true};
   switch (optim) {
     case SPARQ_OPTIM_ADAMW: l.optimizer_state_bytes = 8 * n; break;
     case SPARQ_OPTIM_SIGNGD: l.optimizer_state_bytes = momentum > 0 ? 4 * n : 0; break;
@@ -39,12 +40,13 @@ size_t trainer_rss_peak(void) {
 }
 
 sparq_status trainer_memory_json(const char *path, const sparq_memory_ledger *l, size_t peak_rss, size_t rss_start) {
-  char line[512];
+  char line[512], act[32] = "null";
+  if (l->activations_reported) snprintf(act, sizeof act, "%zu", l->activation_bytes);
   const int n = snprintf(line, sizeof line,
                          "{\"params_bytes\":%zu,\"grads_bytes\":%zu,\"optimizer_state_bytes\":%zu,"
-                         "\"activation_bytes\":%zu,\"total_bytes\":%zu,\"peak_rss_bytes\":%zu,\"rss_start_bytes\":%zu}\n",
-                         l->params_bytes, l->grads_bytes, l->optimizer_state_bytes, l->activation_bytes,
-                         l->total_bytes, peak_rss, rss_start);
+                         "\"activation_bytes\":%s,\"total_bytes\":%zu,\"peak_rss_bytes\":%zu,\"rss_start_bytes\":%zu}\n",
+                         l->params_bytes, l->grads_bytes, l->optimizer_state_bytes, act, l->total_bytes, peak_rss,
+                         rss_start);
   if (n < 0 || (size_t)n >= sizeof line) return sparq_fail(SPARQ_ERR_IO, "%s: ledger line too long", path);
   return sparq_write_file_atomic(path, line, (size_t)n);
 }

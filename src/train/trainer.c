@@ -380,10 +380,11 @@ static sparq_status fresh_logs(const sparq_train_config *c, const run_state *rs)
 }
 
 static void print_ledger(const sparq_memory_ledger *l) {
-  fprintf(stderr,
-          "memory: parameters %zu B, gradients %zu B, optimizer state %zu B, activations %zu B (saved for backward, "
-          "after the first step), total %zu B\n",
-          l->params_bytes, l->grads_bytes, l->optimizer_state_bytes, l->activation_bytes, l->total_bytes);
+  char act[96] = "activations not reported by this model";
+  if (l->activations_reported)
+    snprintf(act, sizeof act, "activations %zu B (saved for backward, after the first step)", l->activation_bytes);
+  fprintf(stderr, "memory: parameters %zu B, gradients %zu B, optimizer state %zu B, %s, total %zu B\n",
+          l->params_bytes, l->grads_bytes, l->optimizer_state_bytes, act, l->total_bytes);
 }
 
 sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sparq_train_result *result) {
@@ -468,7 +469,8 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
       if ((s = trainer_fp8_log(rs.path_coat, &rs.fp8, m->params, &c->adamw, rs.step))) break;
     }
     if (!c->quiet && rs.step == first + 1) {
-      const sparq_memory_ledger l = sparq_memory_ledger_make(m->params, c->optim, c->momentum, rs.act_bytes);
+      sparq_memory_ledger l = sparq_memory_ledger_make(m->params, c->optim, c->momentum, rs.act_bytes);
+      l.activations_reported = m->activation_bytes != NULL;
       print_ledger(&l);
     }
     if ((c->eval_every > 0 && rs.step % c->eval_every == 0) || last) {
@@ -493,6 +495,7 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
                          ? (double)((rs.step - first) * c->accum * m->tokens_per_micro) / seconds
                          : 0.0;
   res.memory = sparq_memory_ledger_make(m->params, c->optim, c->momentum, rs.act_bytes);
+  res.memory.activations_reported = m->activation_bytes != NULL;
   res.peak_rss_bytes = trainer_rss_peak();
   res.rss_start_bytes = rss_start;
   res.fp8 = rs.fp8.last;
