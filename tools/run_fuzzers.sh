@@ -20,8 +20,8 @@ fi
 build=$1
 seconds=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets="fuzz_safetensors fuzz_npy fuzz_idx fuzz_vnm"
-declare -A dict=([fuzz_safetensors]=safetensors [fuzz_npy]=npy [fuzz_idx]=idx [fuzz_vnm]=safetensors)
+targets="fuzz_safetensors fuzz_npy fuzz_idx fuzz_vnm fuzz_ckpt"
+declare -A dict=([fuzz_safetensors]=safetensors [fuzz_npy]=npy [fuzz_idx]=idx [fuzz_vnm]=safetensors [fuzz_ckpt]=safetensors)
 
 mkdir -p "$build/fuzz-artifacts"
 status=0
