@@ -266,8 +266,9 @@ typedef struct sparq_train_result {
 /* Runs the loop: for each step, accum micro-batches (dloss = 1/accum), grad
  * clipping, the optimizer with the scheduled lr; a JSONL record per step to
  * RUN_DIR/log.jsonl ({"step","loss","lr","grad_norm","tokens_per_s",
- * "elapsed"}, plus "nan_params","nan_m","nan_v","v_flush" with an FP8
- * optimizer) and per evaluation ({"step","eval_loss"}); checkpoints
+ * "elapsed"}, plus "activation_bytes" (the step's saved activations) when
+ * the model reports them and "nan_params","nan_m","nan_v","v_flush" with
+ * an FP8 optimizer) and per evaluation ({"step","eval_loss"}); checkpoints
  * (atomic) with the step, config, data-stream position and optimizer
  * moments. The FP8 optimizers store, per trainable parameter <name>, COAT's
  * state tensors "optimizer.exp_avg.<name>" (codes, F8_E4M3 or F8_E5M2, the

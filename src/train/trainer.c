@@ -429,15 +429,17 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
     double t0 = sparq_now();
     sparq_params_zero_grad(m->params);
     float loss = 0.0f;
+    size_t step_act = 0; /* the step's largest saved activations (micro-batches run one at a time) */
     for (int64_t a = 0; a < c->accum && !s; a++) {
       float micro = 0.0f;
       s = m->train_micro(m->self, &rs.data_rng, 1.0f / (float)c->accum, &micro);
       loss += micro / (float)c->accum;
       if (!s && m->activation_bytes) {
         const size_t act = m->activation_bytes(m->self);
-        if (act > rs.act_bytes) rs.act_bytes = act;
+        if (act > step_act) step_act = act;
       }
     }
+    if (step_act > rs.act_bytes) rs.act_bytes = step_act;
     if (s) break;
     double norm = sparq_grad_clip(m->params, c->clip);
     if (!isfinite(loss) || !isfinite(norm)) {
@@ -453,6 +455,8 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
     double tps = m->tokens_per_micro > 0 ? (double)(m->tokens_per_micro * c->accum) / dt : 0.0;
     char fields[1536] = "", fp8[160] = "";
     if (m->log_extra) m->log_extra(m->self, fields, sizeof fields);
+    char act_field[48] = "";
+    if (m->activation_bytes) snprintf(act_field, sizeof act_field, ",\"activation_bytes\":%zu", step_act);
     if (is_fp8(c)) {
       const sparq_adamw_fp8_counters *k = &rs.fp8.last;
       snprintf(fp8, sizeof fp8, ",\"nan_params\":%" PRIu64 ",\"nan_m\":%" PRIu64 ",\"nan_v\":%" PRIu64
@@ -460,8 +464,8 @@ sparq_status sparq_train_run(const sparq_train_config *c, sparq_trainable *m, sp
     }
     snprintf(line, sizeof line,
              "{\"step\":%" PRId64 ",\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,"
-             "\"elapsed\":%.3f%s%s}\n",
-             rs.step, loss, lr, norm, tps, sparq_now() - t_start, fp8, fields);
+             "\"elapsed\":%.3f%s%s%s}\n",
+             rs.step, loss, lr, norm, tps, sparq_now() - t_start, act_field, fp8, fields);
     if ((s = log_line(rs.path_log, line))) break;
     res.last_loss = loss;
     bool last = rs.step == end;
