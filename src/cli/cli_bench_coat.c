@@ -31,7 +31,7 @@ static const char *const ARM_NAMES[ARMS] = {"fp32", "fp8-nodre", "coat", "coat-a
 static const char *const ARM_OPTIM[ARMS] = {"adamw", "adamw-fp8-nodre", "adamw-fp8", "adamw-fp8"};
 
 typedef struct arm_result {
-  double val_loss, tokens_per_s, seconds;
+  double val_loss, tokens_per_s;
   double params, grads, optim, acts, total, peak_rss, rss_start;
   int64_t v_flush_total, v_flush_max, nan_total, steps;
 } arm_result;
@@ -75,7 +75,6 @@ static int read_arm(const char *dir, arm_result *r) {
       if (flush > r->v_flush_max) r->v_flush_max = flush;
       r->nan_total += (int64_t)(json_number(o, "nan_params", 0) + json_number(o, "nan_m", 0) +
                                 json_number(o, "nan_v", 0));
-      r->seconds = json_number(o, "elapsed", r->seconds);
     }
     cJSON_Delete(o);
   }

@@ -321,7 +321,10 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
   for (int o = SPARQ_OPTIM_ADAMW; o <= SPARQ_OPTIM_ADAMW_FP8_NODRE; o++)
     if (!strcmp(f->optim, sparq_optim_name((sparq_optim)o))) optim = (sparq_optim)o;
   const bool fp8_optim = optim == SPARQ_OPTIM_ADAMW_FP8 || optim == SPARQ_OPTIM_ADAMW_FP8_NODRE;
-  if (!fp8_optim && (f->fp8_shadow || strcmp(f->fp8_m, "e4m3") || strcmp(f->fp8_v, "e4m3")))
+  sparq_fp8_format fp8_m = SPARQ_FP8_E4M3, fp8_v = SPARQ_FP8_E4M3; /* --fp8-m/-v are CLI_CHOICEs: they parse */
+  sparq_fp8_format_parse(f->fp8_m, &fp8_m);
+  sparq_fp8_format_parse(f->fp8_v, &fp8_v);
+  if (!fp8_optim && (f->fp8_shadow || fp8_m != SPARQ_FP8_E4M3 || fp8_v != SPARQ_FP8_E4M3))
     return cli_usage_error("train", "--fp8-shadow, --fp8-m and --fp8-v apply to --optim adamw-fp8|adamw-fp8-nodre");
   if (f->fp8_act && f->moe) return cli_usage_error("train", "--fp8-act does not cover MoE blocks (--moe)");
   sparq_text_classes classes = {0};
@@ -364,8 +367,8 @@ int cli_train_lm_run(const cli_lm_flags *flags, sparq_train_result *result, bool
         .eval_every = f->eval_every, .ckpt_every = f->ckpt_every, .lr = (float)f->lr,
         .min_lr = (float)(f->min_lr >= 0 ? f->min_lr : f->lr / 10), .clip = (float)f->clip,
         .optim = optim,
-        .fp8_m_format = !strcmp(f->fp8_m, "e5m2") ? SPARQ_FP8_E5M2 : SPARQ_FP8_E4M3,
-        .fp8_v_format = !strcmp(f->fp8_v, "e5m2") ? SPARQ_FP8_E5M2 : SPARQ_FP8_E4M3,
+        .fp8_m_format = fp8_m,
+        .fp8_v_format = fp8_v,
         .fp8_shadow = f->fp8_shadow,
         .adamw = {.beta1 = (float)f->beta1, .beta2 = (float)f->beta2, .eps = (float)f->eps,
                   .weight_decay = (float)f->wd},

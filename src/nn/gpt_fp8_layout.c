@@ -7,14 +7,12 @@
 #include "nn/gpt_internal.h"
 #include "sparq/base.h"
 
-#define ROUND16(x) (((x) + 15) / 16 * 16)
-
 static size_t groups_of(size_t cols) { return (cols + SPARQ_FP8_ACT_GROUP - 1) / SPARQ_FP8_ACT_GROUP; }
 /* Floats that hold `bytes` bytes, rounded up to a 64-byte multiple. */
-static size_t floats_for(size_t bytes) { return ROUND16((bytes + 3) / 4); }
+static size_t floats_for(size_t bytes) { return gpt_round16((bytes + 3) / 4); }
 static size_t scale_count(size_t N, size_t cols, size_t group) { return group ? N * groups_of(cols) : 1; }
 static size_t tensor_floats(size_t N, size_t cols, size_t group) {
-  return floats_for(N * cols) + ROUND16(scale_count(N, cols, group));
+  return floats_for(N * cols) + gpt_round16(scale_count(N, cols, group));
 }
 static size_t hp_bytes(const sparq_gpt *g) { return g->fp8_attn_fp32 ? sizeof(float) : sizeof(uint16_t); }
 
@@ -23,23 +21,23 @@ size_t gpt_fp8_arena_floats(const sparq_gpt *g, size_t N) {
   const size_t V = (size_t)g->cfg.vocab_size, G = SPARQ_FP8_ACT_GROUP;
   const size_t block = 2 * tensor_floats(N, C, G) /* ln_1.in ln_2.in */ + 2 * tensor_floats(N, C, 0) /* c_attn c_fc */ +
                        tensor_floats(N, 4 * C, G) /* gelu.in */ + tensor_floats(N, 4 * C, 0) /* mlp.c_proj.in */ +
-                       4 * ROUND16(N) /* mean rstd */ + ROUND16(N * NH) /* lse */ + 4 * floats_for(N * C * hp_bytes(g));
+                       4 * gpt_round16(N) /* mean rstd */ + gpt_round16(N * NH) /* lse */ +
+                       4 * floats_for(N * C * hp_bytes(g));
   const size_t top = tensor_floats(N, C, G) + tensor_floats(N, C, 0);
-  const size_t work = 4 * ROUND16(N * C) /* X */ + ROUND16(N * C) /* Y */;
+  const size_t work = 4 * gpt_round16(N * C) /* X */ + gpt_round16(N * C) /* Y */;
   const size_t gmax_cols = groups_of(4 * C) > groups_of(V) ? groups_of(4 * C) : groups_of(V);
-  return L * block + top + work + ROUND16(N * gmax_cols);
+  return L * block + top + work + gpt_round16(N * gmax_cols);
 }
 
 void gpt_fp8_carve(sparq_gpt *g, gpt_fp8_block *blocks, float **cursor, size_t N) {
   const size_t C = (size_t)g->cfg.n_embd, NH = (size_t)g->cfg.n_head, L = (size_t)g->cfg.n_layer;
   const size_t V = (size_t)g->cfg.vocab_size, G = SPARQ_FP8_ACT_GROUP;
   float *p = *cursor;
-#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
-#define TAKE_BYTES(n) (p += floats_for(n), (void *)(p - floats_for(n)))
+#define TAKE_BYTES(n) ((void *)gpt_take(&p, floats_for(n)))
 #define TENSOR(t, c, grp)                                    \
   do {                                                       \
     (t).q = TAKE_BYTES(N * (c));                             \
-    (t).scales = TAKE(scale_count(N, (c), (grp)));           \
+    (t).scales = gpt_take(&p, scale_count(N, (c), (grp))); \
     (t).cols = (c), (t).group = (grp);                       \
   } while (0)
   for (size_t l = 0; l < L; l++) {
@@ -50,8 +48,9 @@ void gpt_fp8_carve(sparq_gpt *g, gpt_fp8_block *blocks, float **cursor, size_t N
     TENSOR(b->fc_in, C, 0);
     TENSOR(b->gelu_in, 4 * C, G);
     TENSOR(b->proj_in, 4 * C, 0);
-    b->ln_1_mean = TAKE(N), b->ln_1_rstd = TAKE(N), b->ln_2_mean = TAKE(N), b->ln_2_rstd = TAKE(N);
-    b->lse = TAKE(N * NH);
+    b->ln_1_mean = gpt_take(&p, N), b->ln_1_rstd = gpt_take(&p, N);
+    b->ln_2_mean = gpt_take(&p, N), b->ln_2_rstd = gpt_take(&p, N);
+    b->lse = gpt_take(&p, N * NH);
     b->q = TAKE_BYTES(N * C * hp_bytes(g));
     b->k = TAKE_BYTES(N * C * hp_bytes(g));
     b->v = TAKE_BYTES(N * C * hp_bytes(g));
@@ -62,17 +61,16 @@ void gpt_fp8_carve(sparq_gpt *g, gpt_fp8_block *blocks, float **cursor, size_t N
   /* backward's view of the work buffers: Y, then X = q k v att, or the MLP's fc */
   gpt_block_acts *w = &g->fp8_work;
   memset(w, 0, sizeof *w);
-  w->ln_1 = w->ln_2 = TAKE(N * C);
-  w->q = TAKE(N * C);
-  w->k = TAKE(N * C);
-  w->v = TAKE(N * C);
-  w->att = TAKE(N * C);
+  w->ln_1 = w->ln_2 = gpt_take(&p, N * C);
+  w->q = gpt_take(&p, N * C);
+  w->k = gpt_take(&p, N * C);
+  w->v = gpt_take(&p, N * C);
+  w->att = gpt_take(&p, N * C);
   w->fc = w->fc_gelu = w->q;
   const size_t gmax_cols = groups_of(4 * C) > groups_of(V) ? groups_of(4 * C) : groups_of(V);
-  g->fp8_gmax = TAKE(N * gmax_cols);
+  g->fp8_gmax = gpt_take(&p, N * gmax_cols);
 #undef TENSOR
 #undef TAKE_BYTES
-#undef TAKE
   *cursor = p;
 }
 

@@ -19,25 +19,21 @@ sparq_status gpt_reserve_infer(sparq_gpt *g, int64_t rows) {
   const sparq_gpt_config *c = &g->cfg;
   const size_t N = (size_t)rows, C = (size_t)c->n_embd, NH = (size_t)c->n_head;
   const size_t F = (size_t)c->gft_beta_dim, K = c->num_classes > 0;
-#define ROUND16(x) (((x) + 15) / 16 * 16)
-  const size_t total = 2 * ROUND16(N * C) /* residual streams */ + gpt_block_acts_floats(N, C, NH) +
-                       ROUND16(N * C) + 2 * ROUND16(N) /* ln_f */ +
-                       K * (ROUND16(N * F) + ROUND16(N * C)) /* prefix scratch */;
+  const size_t total = 2 * gpt_round16(N * C) /* residual streams */ + gpt_block_acts_floats(N, C, NH) +
+                       gpt_round16(N * C) + 2 * gpt_round16(N) /* ln_f */ +
+                       K * (gpt_round16(N * F) + gpt_round16(N * C)) /* prefix scratch */;
   float *arena = sparq_alloc(total * sizeof(float), "GPT inference scratch");
   if (!arena) return SPARQ_ERR_NOMEM;
   float *p = arena;
-#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
-  g->inf_res[0] = TAKE(N * C);
-  g->inf_res[1] = TAKE(N * C);
+  g->inf_res[0] = gpt_take(&p, N * C);
+  g->inf_res[1] = gpt_take(&p, N * C);
   gpt_block_acts_carve(&g->inf_acts, &p, N, C, NH);
   g->inf_acts.moe = g->moe_infer;
-  g->inf_ln_f = TAKE(N * C);
-  g->inf_ln_f_mean = TAKE(N);
-  g->inf_ln_f_rstd = TAKE(N);
-  g->inf_freq = K ? TAKE(N * F) : NULL;
-  g->inf_prefix = K ? TAKE(N * C) : NULL;
-#undef TAKE
-#undef ROUND16
+  g->inf_ln_f = gpt_take(&p, N * C);
+  g->inf_ln_f_mean = gpt_take(&p, N);
+  g->inf_ln_f_rstd = gpt_take(&p, N);
+  g->inf_freq = K ? gpt_take(&p, N * F) : NULL;
+  g->inf_prefix = K ? gpt_take(&p, N * C) : NULL;
   sparq_free(g->infer_arena);
   g->infer_arena = arena;
   g->infer_rows = rows;

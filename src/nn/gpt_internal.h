@@ -208,6 +208,16 @@ size_t gpt_fp8_describe(const sparq_gpt *g, gpt_fp8_desc *out, size_t cap);
 /* Rows per sequence of T bytes: T + 1 with a class prefix. */
 static inline int64_t gpt_rows_per_seq(const sparq_gpt *g, int64_t T) { return T + (g->cfg.num_classes > 0); }
 
+/* The GPT's buffers are carved out of one float arena, each rounded up to
+ * 16 floats so every buffer starts 64-byte aligned when the arena does:
+ * gpt_round16 sizes a buffer, gpt_take hands out the next one. */
+static inline size_t gpt_round16(size_t n) { return (n + 15) / 16 * 16; }
+static inline float *gpt_take(float **cursor, size_t n) {
+  float *p = *cursor;
+  *cursor += gpt_round16(n);
+  return p;
+}
+
 /* Checks the forward's arguments (sizes, tokens, labels, gft_beta); who
  * names the caller in the message. */
 sparq_status gpt_check_inputs(const sparq_gpt *g, const char *who, const int32_t *x, const int32_t *y,

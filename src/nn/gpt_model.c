@@ -327,34 +327,31 @@ const float *sparq_gpt_logits(const sparq_gpt *g) { return g ? g->logits : NULL;
 void sparq_gpt_timing_get(const sparq_gpt *g, sparq_gpt_timing *out) { *out = g->timing; }
 void sparq_gpt_timing_reset(sparq_gpt *g) { memset(&g->timing, 0, sizeof g->timing); }
 
-#define ROUND16(x) (((x) + 15) / 16 * 16)
 
 size_t gpt_block_acts_floats(size_t N, size_t C, size_t NH) {
-  return 5 * ROUND16(N * C) /* ln_1 q k v att */ + ROUND16(N * NH) /* lse */ + 2 * ROUND16(N * C) /* res_mid ln_2 */ +
-         2 * ROUND16(4 * N * C) /* fc fc_gelu */ + 4 * ROUND16(N) /* the two LayerNorms' mean and rstd */;
+  return 5 * gpt_round16(N * C) /* ln_1 q k v att */ + gpt_round16(N * NH) /* lse */ +
+         2 * gpt_round16(N * C) /* res_mid ln_2 */ + 2 * gpt_round16(4 * N * C) /* fc fc_gelu */ +
+         4 * gpt_round16(N) /* the two LayerNorms' mean and rstd */;
 }
 
 void gpt_block_acts_carve(gpt_block_acts *a, float **cursor, size_t N, size_t C, size_t NH) {
   float *p = *cursor;
-#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
-  a->ln_1 = TAKE(N * C);
-  a->ln_1_mean = TAKE(N);
-  a->ln_1_rstd = TAKE(N);
-  a->q = TAKE(N * C);
-  a->k = TAKE(N * C);
-  a->v = TAKE(N * C);
-  a->att = TAKE(N * C);
-  a->lse = TAKE(N * NH);
-  a->res_mid = TAKE(N * C);
-  a->ln_2 = TAKE(N * C);
-  a->ln_2_mean = TAKE(N);
-  a->ln_2_rstd = TAKE(N);
-  a->fc = TAKE(4 * N * C);
-  a->fc_gelu = TAKE(4 * N * C);
-#undef TAKE
+  a->ln_1 = gpt_take(&p, N * C);
+  a->ln_1_mean = gpt_take(&p, N);
+  a->ln_1_rstd = gpt_take(&p, N);
+  a->q = gpt_take(&p, N * C);
+  a->k = gpt_take(&p, N * C);
+  a->v = gpt_take(&p, N * C);
+  a->att = gpt_take(&p, N * C);
+  a->lse = gpt_take(&p, N * NH);
+  a->res_mid = gpt_take(&p, N * C);
+  a->ln_2 = gpt_take(&p, N * C);
+  a->ln_2_mean = gpt_take(&p, N);
+  a->ln_2_rstd = gpt_take(&p, N);
+  a->fc = gpt_take(&p, 4 * N * C);
+  a->fc_gelu = gpt_take(&p, 4 * N * C);
   *cursor = p;
 }
-#undef ROUND16
 
 /* Carves every activation and scratch buffer out of one allocation. Each
  * buffer starts 64-byte aligned. FP8 activations replace the residual
@@ -366,16 +363,17 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
   size_t N = (size_t)rows, C = (size_t)c->n_embd, V = (size_t)c->vocab_size, L = (size_t)c->n_layer;
   size_t NH = (size_t)c->n_head;
   const bool fp8 = g->fp8_act;
-#define ROUND16(x) (((x) + 15) / 16 * 16)
   const size_t per_block = gpt_block_acts_floats(N, C, NH);
-  size_t total = fp8 ? gpt_fp8_arena_floats(g, N) : (L + 1) * ROUND16(N * C) + L * per_block + ROUND16(N * C);
+  size_t total =
+      fp8 ? gpt_fp8_arena_floats(g, N) : (L + 1) * gpt_round16(N * C) + L * per_block + gpt_round16(N * C);
   /* FP8 mode: d_fc is d_att..d_v (the two are never live together there) */
-  total += 2 * ROUND16(N) /* ln_f */ + 2 * ROUND16(N * V) /* logits probs */ +
-           6 * ROUND16(N * C) /* d_res d_ln d_att d_q d_k d_v */ + (fp8 ? 0 : ROUND16(4 * N * C)) + ROUND16(N * V);
+  total += 2 * gpt_round16(N) /* ln_f */ + 2 * gpt_round16(N * V) /* logits probs */ +
+           6 * gpt_round16(N * C) /* d_res d_ln d_att d_q d_k d_v */ + (fp8 ? 0 : gpt_round16(4 * N * C)) +
+           gpt_round16(N * V);
   /* the conditional prefix's buffers (B <= N sequences); none otherwise */
   const bool cond = c->num_classes > 0;
   const size_t F = (size_t)c->gft_beta_dim;
-  total += cond ? ROUND16(N * F) + ROUND16(N * C) : 0;
+  total += cond ? gpt_round16(N * F) + gpt_round16(N * C) : 0;
   int32_t *labels = cond ? sparq_alloc(N * sizeof(int32_t), "GPT labels") : NULL;
   float *arena = sparq_alloc(total * sizeof(float), "GPT activations");
   float **residual = sparq_calloc(L + 1, sizeof *residual, "GPT activations");
@@ -393,31 +391,28 @@ sparq_status gpt_reserve(sparq_gpt *g, int64_t rows) {
     return SPARQ_ERR_NOMEM;
   }
   float *p = arena;
-#define TAKE(n) (p += ROUND16(n), p - ROUND16(n))
   if (fp8) {
     gpt_fp8_carve(g, fp8_blocks, &p, N);
     g->ln_f = NULL; /* ln_f's output lives in the work buffers */
   } else {
-    for (size_t l = 0; l <= L; l++) residual[l] = TAKE(N * C);
+    for (size_t l = 0; l <= L; l++) residual[l] = gpt_take(&p, N * C);
     for (size_t l = 0; l < L; l++) gpt_block_acts_carve(&acts[l], &p, N, C, NH);
-    g->ln_f = TAKE(N * C);
+    g->ln_f = gpt_take(&p, N * C);
   }
-  g->ln_f_mean = TAKE(N);
-  g->ln_f_rstd = TAKE(N);
-  g->logits = TAKE(N * V);
-  g->probs = TAKE(N * V);
-  g->d_res = TAKE(N * C);
-  g->d_ln = TAKE(N * C);
-  g->d_att = TAKE(N * C);
-  g->d_q = TAKE(N * C);
-  g->d_k = TAKE(N * C);
-  g->d_v = TAKE(N * C);
-  g->d_fc = fp8 ? g->d_att : TAKE(4 * N * C);
-  g->d_logits = TAKE(N * V);
-  g->beta_freq = cond ? TAKE(N * F) : NULL;
-  g->prefix = cond ? TAKE(N * C) : NULL;
-#undef TAKE
-#undef ROUND16
+  g->ln_f_mean = gpt_take(&p, N);
+  g->ln_f_rstd = gpt_take(&p, N);
+  g->logits = gpt_take(&p, N * V);
+  g->probs = gpt_take(&p, N * V);
+  g->d_res = gpt_take(&p, N * C);
+  g->d_ln = gpt_take(&p, N * C);
+  g->d_att = gpt_take(&p, N * C);
+  g->d_q = gpt_take(&p, N * C);
+  g->d_k = gpt_take(&p, N * C);
+  g->d_v = gpt_take(&p, N * C);
+  g->d_fc = fp8 ? g->d_att : gpt_take(&p, 4 * N * C);
+  g->d_logits = gpt_take(&p, N * V);
+  g->beta_freq = cond ? gpt_take(&p, N * F) : NULL;
+  g->prefix = cond ? gpt_take(&p, N * C) : NULL;
   if (fp8) {
     /* the forward's FP32 residual streams live in backward's scratch */
     g->fp8_res[0] = g->d_res;

@@ -40,6 +40,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "num/float_bits.h"
 #include "sparq/coat.h"
 #include "sparq/num.h"
 
@@ -126,34 +127,22 @@ static float nudge(float x, int ulps) {
   return x;
 }
 
-static uint32_t bits_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static float of_bits(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-
 /* A positive scale s near s0 with powf(fmax * s, inv_k) == p, found by
  * bisection over the bit patterns of s (the map is non-decreasing: the
  * product's rounding is monotone and powf very nearly so, so the
  * neighbours of the bisection's answer are tried too). 0 if none. */
 static float scale_for(float p, float fmax, float inv_k, float s0, float k) {
   const float w = (8.0f * (k > 1.0f ? k : 1.0f) + 8.0f) * 0x1p-23f;
-  uint32_t lo = bits_of(s0 * (1.0f - w)), hi = bits_of(s0 * (1.0f + w));
+  uint32_t lo = f32_bits(s0 * (1.0f - w)), hi = f32_bits(s0 * (1.0f + w));
   if (!(s0 * (1.0f + w) < INFINITY) || lo == 0) return 0.0f;
   while (lo < hi) { /* the first s with powf(fmax * s, inv_k) >= p */
     const uint32_t mid = lo + (hi - lo) / 2;
-    if (powf(fmax * of_bits(mid), inv_k) >= p) hi = mid;
+    if (powf(fmax * bits_f32(mid), inv_k) >= p) hi = mid;
     else lo = mid + 1;
   }
   for (int d = 0; d < 5; d++) {
     const uint32_t u = lo + (uint32_t)(d % 2 ? (d + 1) / 2 : 0) - (uint32_t)(d % 2 ? 0 : d / 2);
-    const float sc = of_bits(u);
+    const float sc = bits_f32(u);
     if (sc > 0.0f && powf(fmax * sc, inv_k) == p) return sc;
   }
   return 0.0f;
