@@ -171,18 +171,30 @@ static void merge(const band_ctx *c, const bool *used, int64_t row0, int64_t row
       memcpy(dst, s->out[only] + r * dp, (size_t)dp * sizeof(float));
       continue;
     }
+    /* The interval weights in double (a few exp2 per row); the columns in
+     * float, which the compiler vectorizes: a double column loop was 6% of
+     * the Sage band path's time, and the float sum of at most SVG_NI terms
+     * with coefficients in [0, 1] is within a few ulps of it. */
     double w[SVG_NI], wsum = 0.0;
     for (int i = 0; i < SVG_NI; i++) {
       w[i] = 0.0;
       if (used[i] && s->vis[i][r] > 0) w[i] = (double)s->lsum[i][r] * exp2((double)s->mi[i][r] - (double)mx);
       wsum += w[i];
     }
-    for (int64_t col = 0; col < dp; col++) {
-      double acc = 0.0;
-      for (int i = 0; i < SVG_NI; i++)
-        if (w[i] > 0.0) acc += w[i] * (double)s->out[i][r * dp + col];
-      dst[col] = (float)(acc / wsum);
+    bool first = true;
+    for (int i = 0; i < SVG_NI; i++) {
+      if (!(w[i] > 0.0)) continue;
+      const float coef = (float)(w[i] / wsum);
+      const float *restrict src = s->out[i] + r * dp;
+      float *restrict d = dst;
+      if (first)
+        for (int64_t col = 0; col < dp; col++) d[col] = coef * src[col];
+      else
+        for (int64_t col = 0; col < dp; col++) d[col] += coef * src[col];
+      first = false;
     }
+    if (first) /* no weight > 0: NaN scores; the NaN the double sum gave */
+      for (int64_t col = 0; col < dp; col++) dst[col] = (float)(0.0 / wsum);
   }
 }
 

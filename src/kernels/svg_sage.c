@@ -62,11 +62,11 @@ static size_t carve(const svg_band_geom *g, unsigned char *base, svg_sage_head *
   h->v_full = take(base, &at, (size_t)(Sk * dp) * 2);
   h->tmp = (float *)take(base, &at, (size_t)(S * dp) * 4);
   h->amax = (float *)take(base, &at, (size_t)(S + 64) * 4);
-  /* caches: all keys (dense) or the video keys, the text keys, frame 0 forwards and backwards */
   carve_seq(base, &at, S, dp, &h->cache[0]);
   carve_seq(base, &at, g->L, dp, &h->cache[1]);
   carve_seq(base, &at, g->P, dp, &h->cache[2]);
   carve_seq(base, &at, g->P, dp, &h->cache[3]);
+  carve_seq(base, &at, g->Sv, dp, &h->cache[4]);
   carve_seq(base, &at, S, dp, &h->slot);
   unsigned char *item = take(base, &at, sage_scratch_bytes(dp));
   if (base) h->item = sage_scratch_at(item, dp);
@@ -125,10 +125,17 @@ static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_
     const uint16_t *rows = h->v_rows;
     memset(v + (n / 2) * 2 * dp, 0, (size_t)((npad - n / 2 * 2) * dp) * 2);
     if (kind == SAGE_PV_BF16) {
-      for (int64_t j = 0; j < n; j++) {
-        const uint16_t *src = rows + (first + j * step) * dp;
-        uint16_t *dst = v + (j / 2) * dp * 2 + (j & 1);
-        for (int64_t c = 0; c < dp; c++) dst[2 * c] = src[c];
+      /* keys 2i and 2i + 1 interleaved channel by channel (a loop the
+       * compiler vectorizes, unlike one stride-2 store per key) */
+      for (int64_t j = 0; j + 1 < n; j += 2) {
+        const uint16_t *restrict a = rows + (first + j * step) * dp, *restrict b = a + step * dp;
+        uint16_t *restrict dst = v + j * dp;
+        for (int64_t c = 0; c < dp; c++) dst[2 * c] = a[c], dst[2 * c + 1] = b[c];
+      }
+      if (n & 1) {
+        const uint16_t *a = rows + (first + (n - 1) * step) * dp;
+        uint16_t *dst = v + (n - 1) * dp;
+        for (int64_t c = 0; c < dp; c++) dst[2 * c] = a[c];
       }
     } else {
       for (int64_t j = 0; j < n; j++) memcpy(v + j * dp, rows + (first + j * step) * dp, (size_t)dp * 2);
@@ -164,22 +171,33 @@ void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_ban
   memset(&kv, 0, sizeof kv);
   kv.v_mean = h->v_mean, kv.v_scale = h->v_scale, kv.v_hat = h->v_full;
   sage_prepare_v(cfg, v, S, Sk, dp, h->tmp, &kv);
+  /* one loop per operand layout (v_index's cases), so each vectorizes */
   if (cfg->pv == SAGE_PV_U8) {
     const int8_t *src = h->v_full;
     int8_t *dst = h->v_rows;
-    for (int64_t j = 0; j < S; j++)
-      for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = src[v_index(cfg->pv, j, c, dp)];
-  } else {
+    for (int64_t j = 0; j < S; j++) {
+      const int8_t *restrict from = src + (j / 4) * dp * 4 + (j & 3);
+      int8_t *restrict to = dst + j * dp;
+      for (int64_t c = 0; c < dp; c++) to[c] = from[4 * c];
+    }
+  } else if (cfg->pv == SAGE_PV_BF16) {
     const uint16_t *src = h->v_full;
     uint16_t *dst = h->v_rows;
-    for (int64_t j = 0; j < S; j++)
-      for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = src[v_index(cfg->pv, j, c, dp)];
+    for (int64_t j = 0; j < S; j++) {
+      const uint16_t *restrict from = src + (j / 2) * dp * 2 + (j & 1);
+      uint16_t *restrict to = dst + j * dp;
+      for (int64_t c = 0; c < dp; c++) to[c] = from[2 * c];
+    }
+  } else {
+    memcpy(h->v_rows, h->v_full, (size_t)(S * dp) * 2);
   }
   const float pscale = cfg->round == SAGE_ROUND_U8 ? exp2f(cfg->sigma) / 255.0f : 1.0f;
   for (int64_t c = 0; c < dp; c++) h->fs[c] = h->v_scale[c] * pscale;
 
-  /* the sequences every query block reads: [0] all keys (dense) or the video
-   * keys, [1] the text keys, [2] / [3] frame 0 forwards / backwards */
+  /* the sequences the query blocks read (svg_sage.h). The left band part of
+   * a block, keys split - 1, split - 2, ... with split a multiple of 64,
+   * starts on a block boundary of the video read backwards when 64 divides
+   * Sv; otherwise find_seq packs it per block. */
   for (int i = 0; i < SVG_SAGE_CACHES; i++) h->cache[i].n = 0;
   if (g->head == SPARQ_SVG_DENSE) {
     pack_seq(h, 0, 1, S, &h->cache[0]);
@@ -191,6 +209,7 @@ void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_ban
     pack_seq(h, g->video0, g->F, g->P, &h->cache[2]);
     pack_seq(h, g->video0 + (g->P - 1) * g->F, -g->F, g->P, &h->cache[3]);
   }
+  if (g->Sv % SAGE_BK == 0) pack_seq(h, g->video0 + g->Sv - 1, -1, g->Sv, &h->cache[4]);
 }
 
 /* ------------------------------------------------------------ intervals */

@@ -50,7 +50,9 @@ typedef struct svg_sage_seq {
   void *v;                     /* [cap][dp] the PV operand */
 } svg_sage_seq;
 
-enum { SVG_SAGE_CACHES = 4 };
+/* all keys (dense) or the video keys; the text keys; frame 0 forwards and
+ * backwards; the video keys backwards (the left band parts) */
+enum { SVG_SAGE_CACHES = 5 };
 
 /* One thread's state for the head it runs (carved from scratch). */
 typedef struct svg_sage_head {
@@ -65,7 +67,6 @@ typedef struct svg_sage_head {
   void *v_full;    /* [S_pad][dp] V-hat in the packed layout (pre-pass only) */
   float *tmp, *amax;
   svg_sage_seq cache[SVG_SAGE_CACHES], slot;
-  int ncache;
   sage_scratch item;
   int64_t *lim;    /* [SAGE_P_ROWS] */
 } svg_sage_head;
