@@ -11,6 +11,11 @@ sparq_cli_test(attn_case_flash 0 ARGS --threads 2 attn --case D1 --shape 1,2,130
   STDOUT_REGEX "flash_f32 on D1.*CosSim (0\\.99999|1\\.00000)[0-9]*  RelL1 [0-9.e-]+  RMSE [0-9.e-]+  max\\|err\\| [0-9.e-]+  non-finite 0\n  time [0-9.]+ ms")
 sparq_cli_test(attn_case_gqa_causal_nhd 0 ARGS attn --case D4 --shape 2,4,77,48 --kv-heads 2 --causal --layout NHD
   STDOUT_REGEX "heads 4/2, Nq 77, Nk 77, d 48, NHD, causal.*CosSim (0\\.99999|1\\.00000)")
+# sage_cpu's K residual pass: forced on for a sharp case; refused by other variants
+sparq_cli_test(attn_case_refine_k 0 ARGS attn --case D4 --shape 1,2,200,64 --variant sage_cpu --refine-k on
+  STDOUT_REGEX "sage_cpu on D4.*CosSim 0\\.999[5-9]")
+sparq_cli_test(attn_case_refine_k_sage1 1 ARGS attn --case D4 --shape 1,1,64,32 --variant sage1 --refine-k on
+  STDERR_ONE_LINE STDERR_REGEX "refine_k applies to sage_cpu only, not to sage1")
 sparq_cli_test(attn_case_offset 0 ARGS attn --case D2 --shape 1,2,50,32 --kv-len 90 --causal --causal-offset 40
   --variant ref_f64 STDOUT_REGEX "Nq 50, Nk 90.*CosSim 1\\.0000000  RelL1 0  ")
 

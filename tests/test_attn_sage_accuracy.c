@@ -29,17 +29,16 @@ enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
 /* Gates of spec §8 (sage_cpu: the issue's CosSim 0.9995). D4 (Q, K x 3:
  * logits 9x D1's, one or two keys per row) is where INT8 scores run out:
- * measured over seeds, sage1 (per_block) gives CosSim 0.9989-0.9992 and
- * sage_cpu (per_token) 0.99948-0.99964, identical to 5 digits with FP32-exact,
- * FP16 or BF16 PV, so the QK quantization of the spec's groups is the whole
- * error. So the spec's gate is MISSED on D4 for these two variants (reported
- * on issue #3, which stays open for it); the two D4 bounds below are only
- * regression guards at the measured level, not the spec's gate, and they are
- * stated here rather than hidden by picking seeds. */
+ * sage1 (per_block) gives CosSim 0.9989-0.9992 over seeds, below the
+ * spec's 0.999 (the bound below is a regression guard at the measured
+ * level, stated here rather than hidden by picking seeds). sage_cpu on its
+ * own per-token INT8 gave 0.99948-0.99964; with refine_k AUTO it sees the
+ * sharp heads and adds K's residual pass there (0.9997-0.9998), so the
+ * issue's gate holds on D4 too. */
 static bool gate(sparq_attn_variant v, int case_id, double *min_cos, double *max_l1) {
   switch (v) {
     case SPARQ_ATTN_SAGE1: *min_cos = case_id == 4 ? 0.9985 : 0.999, *max_l1 = 0.035; return true;
-    case SPARQ_ATTN_SAGE_CPU: *min_cos = case_id == 4 ? 0.9994 : 0.9995, *max_l1 = 0.035; return true;
+    case SPARQ_ATTN_SAGE_CPU: *min_cos = 0.9995, *max_l1 = 0.035; return true;
     case SPARQ_ATTN_SAGE2_8B: *min_cos = 0.998, *max_l1 = 0.05; return true;
     default: /* sage2_4b: CosSim >= 0.99 on D2 and D3 (INT4 without smoothing both sides is paper-bad) */
       *min_cos = 0.99, *max_l1 = 1.0;

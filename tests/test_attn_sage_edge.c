@@ -18,29 +18,33 @@
 #include "sparq/num.h"
 #include "test_attn_sage_util.h"
 
-/* Every PV path: the variants' defaults plus the other modes. */
+/* Every PV path: the variants' defaults plus the other modes, and
+ * sage_cpu's K residual pass forced on. */
 typedef struct mode {
   sparq_attn_variant v;
   sparq_attn_pv_accum pv;
-  sparq_attn_switch smooth_q, smooth_v;
+  sparq_attn_switch smooth_q, smooth_v, refine_k;
 } mode;
+#define AUTO SPARQ_ATTN_AUTO
 static const mode modes[] = {
-    {SPARQ_ATTN_SAGE1, SPARQ_ATTN_PV_DEFAULT, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_DEFAULT, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F32, SPARQ_ATTN_ON, SPARQ_ATTN_ON},
-    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F22, SPARQ_ATTN_AUTO, SPARQ_ATTN_ON},
-    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F16_F32, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE2_4B, SPARQ_ATTN_PV_DEFAULT, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_DEFAULT, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_BF16_F32, SPARQ_ATTN_ON, SPARQ_ATTN_ON},
-    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_F16_F32, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
-    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_U8, SPARQ_ATTN_AUTO, SPARQ_ATTN_AUTO},
+    {SPARQ_ATTN_SAGE1, SPARQ_ATTN_PV_DEFAULT, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_DEFAULT, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F32, SPARQ_ATTN_ON, SPARQ_ATTN_ON, AUTO},
+    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F22, AUTO, SPARQ_ATTN_ON, AUTO},
+    {SPARQ_ATTN_SAGE2_8B, SPARQ_ATTN_PV_F16_F32, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE2_4B, SPARQ_ATTN_PV_DEFAULT, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_DEFAULT, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_BF16_F32, SPARQ_ATTN_ON, SPARQ_ATTN_ON, AUTO},
+    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_F16_F32, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_U8, AUTO, AUTO, AUTO},
+    {SPARQ_ATTN_SAGE_CPU, SPARQ_ATTN_PV_DEFAULT, AUTO, AUTO, SPARQ_ATTN_ON},
 };
+#undef AUTO
 enum { NMODES = sizeof modes / sizeof modes[0] };
 
 static sparq_attn_options mode_opts(const sage_case *c, const mode *m, bool causal) {
   sparq_attn_options o = sage_opts(c, m->v, causal);
-  o.pv_accum = m->pv, o.smooth_q = m->smooth_q, o.smooth_v = m->smooth_v;
+  o.pv_accum = m->pv, o.smooth_q = m->smooth_q, o.smooth_v = m->smooth_v, o.refine_k = m->refine_k;
   return o;
 }
 
@@ -342,6 +346,42 @@ static void unsupported_knobs_are_named(void **state) {
   sage_case_free(&c);
 }
 
+/* refine_k: AUTO leaves a D1 head exactly as OFF computes it and refines
+ * the sharp D4 heads (as ON does, bit for bit), which cuts their error
+ * energy 1 - CosSim by at least 1.6x; ON is refused by other variants. */
+static void refine_k_picks_the_sharp_heads(void **state) {
+  (void)state;
+  const int64_t n = SAGE_TEST_SLOW ? 192 : 512;
+  float *off = NULL;
+  for (int cs = 1; cs <= 4; cs += 3) {
+    sage_case c = sage_case_make(1, 2, 2, n, n, 128, cs, 21);
+    assert_int_equal(sage_run_ref(&c, false), SPARQ_OK);
+    off = sparq_alloc(sage_nq(&c.s) * sizeof(float), "refine off");
+    double gap[3];
+    for (int r = 0; r < 3; r++) {
+      sparq_attn_options o = sage_opts(&c, SPARQ_ATTN_SAGE_CPU, false);
+      o.refine_k = r == 0 ? SPARQ_ATTN_OFF : r == 1 ? SPARQ_ATTN_AUTO : SPARQ_ATTN_ON;
+      assert_int_equal(sparq_attention(c.q, c.k, c.v, c.o, &c.s, &o), SPARQ_OK);
+      gap[r] = 1.0 - sage_err(&c).cos_sim;
+      if (r == 0) memcpy(off, c.o, sage_nq(&c.s) * sizeof(float));
+      if (r == 1 && cs == 1 && sage_bits_differ(off, c.o, sage_nq(&c.s))) fail_msg("AUTO refined a D1 head");
+    }
+    if (cs == 4 && !(gap[1] == gap[2] && gap[0] >= 1.6 * gap[1]))
+      fail_msg("D4: 1 - CosSim off %.3g auto %.3g on %.3g", gap[0], gap[1], gap[2]);
+    if (cs == 1 && !(gap[2] <= gap[0])) fail_msg("D1: ON %.3g worse than OFF %.3g", gap[2], gap[0]);
+    sparq_free(off);
+    sage_case_free(&c);
+  }
+  sage_case c = sage_case_make(1, 1, 1, 10, 10, 32, 0, 13);
+  for (int v = SPARQ_ATTN_FLASH_F32; v <= SPARQ_ATTN_SAGE2_4B; v++) {
+    sparq_attn_options o = sage_opts(&c, (sparq_attn_variant)v, false);
+    o.refine_k = SPARQ_ATTN_ON;
+    assert_int_equal(sparq_attention(c.q, c.k, c.v, c.o, &c.s, &o), SPARQ_ERR_ARG);
+    if (!strstr(sparq_last_error(), "refine_k")) fail_msg("message '%s' lacks refine_k", sparq_last_error());
+  }
+  sage_case_free(&c);
+}
+
 static void inputs_are_never_modified(void **state) {
   (void)state;
   sage_case c = sage_case_make(1, 2, 2, 70, 70, 64, 3, 14);
@@ -370,6 +410,7 @@ int main(void) {
       cmocka_unit_test(one_and_two_threads_agree_bit_for_bit),
       cmocka_unit_test(scalar_twins_agree_with_simd_bit_for_bit),
       cmocka_unit_test(dump_writes_the_intermediates),
+      cmocka_unit_test(refine_k_picks_the_sharp_heads),
       cmocka_unit_test(unsupported_knobs_are_named),
       cmocka_unit_test(inputs_are_never_modified),
   };

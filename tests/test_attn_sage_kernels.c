@@ -183,6 +183,58 @@ static void sign_trick_sums_equal_plain_int_sums(void **state) {
     }
 }
 
+/* refine_k: K = K-hat + K-lo / 128 meets Q in one int32 sum per score,
+ * 128 S-hat + S-lo minus the fine offset sums, equal to plain int
+ * arithmetic in both paths, and the fused tile stays bit-exact with its
+ * scalar twin; K-lo at its extremes (+-64) with Q-hat at 255 is the largest
+ * sum. */
+static void refined_sums_equal_plain_int_sums(void **state) {
+  (void)state;
+  sparq_rng rng = sparq_rng_make(16, 0);
+  static tile_data d;
+  static int8_t lo_rows[64 * 256], lo[64 * 256];
+  int32_t lo_corr[64], fine[64], s_ref[256];
+  for (int di = 0; di < NDIMS; di++) {
+    const int64_t dp = dims[di];
+    tile_fill(&d, &rng, dp, 127);
+    for (int64_t i = 0; i < 64 * dp; i++) lo_rows[i] = rand_s8(&rng, 64);
+    for (int64_t c = 0; c < dp; c++) lo_rows[c] = 64, lo_rows[dp + c] = -64;
+    sage_pack_k(lo_rows, 64, 64, dp, lo, lo_corr);
+    for (int j = 0; j < 64; j++) fine[j] = 128 * d.corr[j] + lo_corr[j];
+    sage_qk_tile t = tile_make(&d, dp, NULL, NULL, NULL);
+    t.k_lo = lo, t.k_corr = fine;
+    sage_qk_scores_ref(&t, s_ref);
+    for (int r = 0; r < 4; r++)
+      for (int j = 0; j < 64; j++) {
+        int64_t want = 0;
+        for (int64_t c = 0; c < dp; c++)
+          want += ((int64_t)d.q[r * dp + c] - 128) * (128 * (int64_t)d.k_rows[j * dp + c] + lo_rows[j * dp + c]);
+        assert_true(want == (int64_t)s_ref[r * 64 + j]);
+      }
+#ifdef SPARQ_HAVE_X86_SIMD
+    if (sparq_has_vnni() && sparq_has_bf16()) {
+      int32_t s_simd[256];
+      sage_qk_scores_vnni(&t, s_simd);
+      assert_memory_equal(s_ref, s_simd, sizeof s_ref);
+      float p1[4 * 64], p2[4 * 64], a1[4], a2[4];
+      sage_row_state s1[4] = {{-INFINITY, 0}, {2.0f, 3.0f}, {-INFINITY, 0}, {-1.0f, 9.0f}}, s2[4];
+      memcpy(s2, s1, sizeof s2);
+      memset(p1, 0x55, sizeof p1), memset(p2, 0x55, sizeof p2); /* BF16 fills half */
+      float fine_scale[64];
+      for (int j = 0; j < 64; j++) fine_scale[j] = d.k_scale[j] / 128.0f;
+      sage_qk_tile t1 = tile_make(&d, dp, p1, s1, a1), t2 = tile_make(&d, dp, p2, s2, a2);
+      t1.k_lo = t2.k_lo = lo, t1.k_corr = t2.k_corr = fine, t1.k_scale = t2.k_scale = fine_scale;
+      t1.fmt = t2.fmt = SAGE_P_BF16;
+      sage_qk_tile_ref(&t1);
+      sage_qk_tile_vnni(&t2);
+      assert_memory_equal(p1, p2, sizeof p1);
+      assert_memory_equal(s1, s2, sizeof s1);
+      assert_memory_equal(a1, a2, sizeof a1);
+    }
+#endif
+  }
+}
+
 /* Runs the tile through both paths from the same state and compares every
  * output bit (NaN equals NaN). */
 static void compare_tile(tile_data *d, int64_t dp, sage_p_format fmt, bool use_ds, bool masked, int64_t offset,
@@ -535,6 +587,7 @@ int main(void) {
       cmocka_unit_test(quantizer_is_symmetric_clamped_and_twins_agree),
       cmocka_unit_test(packed_k_round_trips_with_sums),
       cmocka_unit_test(sign_trick_sums_equal_plain_int_sums),
+      cmocka_unit_test(refined_sums_equal_plain_int_sums),
       cmocka_unit_test(qk_softmax_tile_simd_matches_scalar),
       cmocka_unit_test(softmax_tile_outputs_are_a_softmax),
       cmocka_unit_test(exp2_is_accurate_and_exact_at_the_edges),

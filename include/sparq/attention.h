@@ -76,6 +76,13 @@ typedef struct sparq_attn_options {
   sparq_attn_granularity granularity;
   sparq_attn_pv_accum pv_accum;
   sparq_attn_switch smooth_k, smooth_q, smooth_v;
+  sparq_attn_switch refine_k; /* sage_cpu only: a second INT8 pass over K's rounding residual
+                              (K = dK (K-hat + K-lo / 128)), which removes K's share of the
+                              score error at about 1.25x the time. AUTO refines a head when
+                              E = sm_scale max_i |q_i|_2 max_j dK_j / sqrt(12), the standard
+                              deviation of the score error K's rounding can cause in nats,
+                              exceeds 0.05 (D1 of the spec gives about 0.012, the sharp D4
+                              about 0.1); ON always, OFF never. Other variants: AUTO or OFF. */
   float *lse;              /* optional output [B, Hq, Nq] (always this order), natural log of
                               the softmax denominator including sm_scale; -inf for a fully
                               masked row (whose output row is 0) */

@@ -13,7 +13,7 @@
 
 typedef struct attn_args {
   const char *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *dump;
-  const char *variant, *layout, *granularity, *pv_accum, *smooth_k, *smooth_q, *smooth_v;
+  const char *variant, *layout, *granularity, *pv_accum, *smooth_k, *smooth_q, *smooth_v, *refine_k;
   const char *case_name, *shape, *save;
   bool causal;
   double scale;
@@ -42,6 +42,8 @@ static int build_options(const attn_args *a, sparq_attn_options *o) {
   sparq_attn_switch *dst[] = {&o->smooth_k, &o->smooth_q, &o->smooth_v};
   for (int i = 0; i < 3; i++)
     if (sw[i]) *dst[i] = !strcmp(sw[i], "on") ? SPARQ_ATTN_ON : SPARQ_ATTN_OFF;
+  if (a->refine_k)
+    o->refine_k = !strcmp(a->refine_k, "on") ? SPARQ_ATTN_ON : !strcmp(a->refine_k, "off") ? SPARQ_ATTN_OFF : SPARQ_ATTN_AUTO;
   return CLI_OK;
 }
 
@@ -232,7 +234,7 @@ static int run_case(const attn_args *a, sparq_attn_options *o) {
   sparq_attn_options ro = *o;
   ro.variant = SPARQ_ATTN_REF_F64;
   ro.granularity = SPARQ_ATTN_GRAN_DEFAULT, ro.pv_accum = SPARQ_ATTN_PV_DEFAULT;
-  ro.smooth_k = ro.smooth_q = ro.smooth_v = SPARQ_ATTN_AUTO;
+  ro.smooth_k = ro.smooth_q = ro.smooth_v = ro.refine_k = SPARQ_ATTN_AUTO;
   double t0 = sparq_now();
   if (sparq_attention(q, k, v, ref, &s, &ro) != SPARQ_OK) {
     rc = cli_fail_last_error();
@@ -321,6 +323,7 @@ int cli_attn(int argc, char **argv) {
       {"smooth-k", CLI_CHOICE, &a.smooth_k, 0, 0, "on|off"},
       {"smooth-q", CLI_CHOICE, &a.smooth_q, 0, 0, "on|off"},
       {"smooth-v", CLI_CHOICE, &a.smooth_v, 0, 0, "on|off"},
+      {"refine-k", CLI_CHOICE, &a.refine_k, 0, 0, "auto|on|off"},
       {"case", CLI_STRING, &a.case_name, 0, 0, NULL},
       {"shape", CLI_STRING, &a.shape, 0, 0, NULL},
       {"save", CLI_STRING, &a.save, 0, 0, NULL},

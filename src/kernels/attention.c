@@ -20,7 +20,7 @@ sparq_attn_options sparq_attn_options_default(void) {
   o.dtype = SPARQ_F32;
   o.granularity = SPARQ_ATTN_GRAN_DEFAULT;
   o.pv_accum = SPARQ_ATTN_PV_DEFAULT;
-  o.smooth_k = o.smooth_q = o.smooth_v = SPARQ_ATTN_AUTO;
+  o.smooth_k = o.smooth_q = o.smooth_v = o.refine_k = SPARQ_ATTN_AUTO;
   return o;
 }
 
@@ -134,8 +134,12 @@ static sparq_status check_shape_and_options(const char *fn, const sparq_attn_sha
     return sparq_fail(SPARQ_ERR_ARG, "%s: unknown granularity %d", fn, (int)o->granularity);
   if ((int)o->pv_accum < 0 || (int)o->pv_accum >= PV_ACCUM_COUNT)
     return sparq_fail(SPARQ_ERR_ARG, "%s: unknown pv_accum %d", fn, (int)o->pv_accum);
-  if (!is_switch(o->smooth_k) || !is_switch(o->smooth_q) || !is_switch(o->smooth_v))
-    return sparq_fail(SPARQ_ERR_ARG, "%s: smooth_k/smooth_q/smooth_v must be AUTO (-1), OFF (0) or ON (1)", fn);
+  if (!is_switch(o->smooth_k) || !is_switch(o->smooth_q) || !is_switch(o->smooth_v) || !is_switch(o->refine_k))
+    return sparq_fail(SPARQ_ERR_ARG, "%s: smooth_k/smooth_q/smooth_v/refine_k must be AUTO (-1), OFF (0) or ON (1)",
+                      fn);
+  if (o->refine_k == SPARQ_ATTN_ON && o->variant != SPARQ_ATTN_SAGE_CPU)
+    return sparq_fail(SPARQ_ERR_ARG, "%s: refine_k applies to sage_cpu only, not to %s", fn,
+                      sparq_attn_variant_name(o->variant));
   /* The quantization knobs mean nothing to the FP32 kernels; accepting them
    * silently would let a caller believe they had an effect. */
   if (o->variant == SPARQ_ATTN_REF_F64 || o->variant == SPARQ_ATTN_FLASH_F32) {
@@ -144,6 +148,7 @@ static sparq_status check_shape_and_options(const char *fn, const sparq_attn_sha
                        : o->smooth_k != SPARQ_ATTN_AUTO           ? "smooth_k"
                        : o->smooth_q != SPARQ_ATTN_AUTO           ? "smooth_q"
                        : o->smooth_v != SPARQ_ATTN_AUTO           ? "smooth_v"
+                       : o->refine_k != SPARQ_ATTN_AUTO           ? "refine_k"
                        : o->dump_dir                              ? "dump_dir"
                                                                   : NULL;
     if (knob)

@@ -17,8 +17,10 @@
 /* ------------------------------------------------------------ buffers */
 
 static void buffers_free(sage_buffers *b) {
-  void *all[] = {b->k_mean, b->k_scale, b->v_mean, b->v_scale, b->k_hat, b->k_corr, b->v_hat,
-                 b->q_hat,  b->q_scale, b->q_delta, b->q_mean, b->ds, b->ds_log2};
+  void *all[] = {b->k_mean, b->k_scale, b->v_mean,    b->v_scale,       b->k_hat,      b->k_corr,
+                 b->v_hat,  b->k_lo,    b->k_corr_fine, b->k_scale_fine, b->k_step_max, b->q_hat,
+                 b->q_scale, b->q_delta, b->q_mean,    b->ds,            b->ds_log2,    b->q_norm_max,
+                 b->k_fine};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sparq_free(all[i]);
   memset(b, 0, sizeof *b);
 }
@@ -46,6 +48,11 @@ sage_kv sage_kv_at(const sage_buffers *b, const sage_geom *g, int64_t idx) {
   kv.v_mean = b->v_mean + idx * dp;
   kv.v_scale = b->v_scale + idx * dp;
   kv.v_hat = (char *)b->v_hat + idx * nkp * dp * 2; /* sized for 2-byte elements either way */
+  kv.k_lo = b->k_lo ? b->k_lo + idx * nkp * dp : NULL;
+  kv.k_corr_fine = b->k_corr_fine ? b->k_corr_fine + idx * nkp : NULL;
+  kv.k_scale_fine = b->k_scale_fine ? b->k_scale_fine + idx * nkp : NULL;
+  kv.k_step_max = b->k_step_max ? b->k_step_max + idx : NULL;
+  kv.k_fine = b->k_fine ? b->k_fine + idx : NULL;
   return kv;
 }
 
@@ -58,6 +65,7 @@ sage_q sage_q_at(const sage_buffers *b, const sage_geom *g, int64_t idx) {
   q.q_mean = b->q_mean ? b->q_mean + idx * g->nqb * dp : NULL;
   q.ds = b->ds ? b->ds + idx * g->nqb * g->nk_pad : NULL;
   q.ds_log2 = b->ds_log2 ? b->ds_log2 + idx * g->nqb * g->nk_pad : NULL;
+  q.q_norm_max = b->q_norm_max ? b->q_norm_max + idx : NULL;
   return q;
 }
 
@@ -73,6 +81,11 @@ static void prep_kv_head(const attn_problem *p, const sage_config *cfg, const sa
                      kv->k_scale);
   for (int64_t j = nk; j < g->nk_pad; j++) kv->k_scale[j] = 0.0f;
   sage_pack_k(rows, nk, g->nk_pad, dp, kv->k_hat, kv->k_corr);
+  if (kv->k_lo) { /* refine_k: K-lo waits for the q heads' norms (refine_pass) */
+    float most = 0.0f;
+    for (int64_t j = 0; j < nk; j++) most = kv->k_scale[j] > most ? kv->k_scale[j] : most; /* NaN rows skipped */
+    *kv->k_step_max = most, *kv->k_fine = 0;
+  }
   sage_prepare_v(cfg, attn_v_at(p, b, hk), nk, g->nk_pad, dp, tmp, kv);
 }
 
@@ -95,6 +108,40 @@ static void prep_q_head(const attn_problem *p, const sage_config *cfg, const sag
   memset(q->q_hat + nq * dp, 128, (size_t)((g->nq_pad - nq) * dp));
   for (int64_t t = 0; t < nq; t++) q->q_scale[t] = q->q_delta[t] * g->tau_log2e;
   for (int64_t t = nq; t < g->nq_pad; t++) q->q_scale[t] = 0.0f, q->q_delta[t] = 0.0f;
+  if (q->q_norm_max) { /* refine_k's |q|_2 bound: 16 independent float sums per row vectorize */
+    float most = 0.0f;
+    for (int64_t t = 0; t < nq; t++) {
+      float lane[16] = {0};
+      for (int64_t c = 0; c < dp; c += 16) /* dp is a multiple of ATTN_DIM_ALIGN (32) */
+        for (int i = 0; i < 16; i++) lane[i] += x[t * dp + c + i] * x[t * dp + c + i];
+      float ss = 0.0f;
+      for (int i = 0; i < 16; i++) ss += lane[i];
+      if (ss > most) most = ss; /* a NaN row compares false; an inf row counts (and refines) */
+    }
+    *q->q_norm_max = sqrtf(most);
+  }
+}
+
+/* refine_k: whether q head index i (batch-major) refines its kv head. */
+static bool q_head_refines(const sage_run *run, int64_t i) {
+  const attn_problem *p = run->p;
+  const int64_t b = i / p->q_heads, h = i % p->q_heads;
+  const sage_kv kv = sage_kv_at(run->buf, run->g, b * p->kv_heads + attn_kv_head(p, h));
+  const sage_q q = sage_q_at(run->buf, run->g, i);
+  return run->cfg->refine == SPARQ_ATTN_ON || sage_refine_wanted(p->scale, *q.q_norm_max, *kv.k_step_max);
+}
+
+/* refine_k: K-lo of kv head idx when one of its q heads refines. */
+static void refine_pass(const sage_run *run, int64_t idx) {
+  const attn_problem *p = run->p;
+  const int64_t b = idx / p->kv_heads, hk = idx % p->kv_heads, group = p->q_heads / p->kv_heads;
+  bool need = false;
+  for (int64_t h = hk * group; h < (hk + 1) * group && !need; h++) need = q_head_refines(run, b * p->q_heads + h);
+  if (!need) return;
+  sage_kv kv = sage_kv_at(run->buf, run->g, idx);
+  sage_prepare_k_residual(attn_k_at(p, b, hk), run->cfg->smooth_k ? kv.k_mean : NULL, p->kv_len, run->g->nk_pad,
+                          run->g->dp, &kv);
+  *kv.k_fine = 1;
 }
 
 /* ------------------------------------------------------------- kernels */
@@ -153,6 +200,10 @@ static void sage_stage_run(const sage_run *run, unsigned char *scratch, size_t p
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < nqh; i++) prep_q_index(run, i, amax, rows);
       }
+      if (run->buf->k_lo) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < nkv; i++) refine_pass(run, i);
+      }
     }
     if (items) {
       const sage_scratch s = sage_scratch_at(mine, dp);
@@ -208,6 +259,14 @@ sparq_status attn_forward_sage(const attn_problem *p) {
   buf.q_hat = alloc3(nqh, (size_t)g.nq_pad, udp, "sage Q-hat", &st);
   buf.q_scale = alloc3(nqh, (size_t)g.nq_pad, 4, "sage Q scales", &st);
   buf.q_delta = alloc3(nqh, (size_t)g.nq_pad, 4, "sage Q deltas", &st);
+  if (cfg.refine != SPARQ_ATTN_OFF) {
+    buf.k_lo = alloc3(nkv, (size_t)g.nk_pad, udp, "sage K-lo", &st);
+    buf.k_corr_fine = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K fine sums", &st);
+    buf.k_scale_fine = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K fine scales", &st);
+    buf.k_step_max = alloc3(nkv, 1, 4, "sage K step maxima", &st);
+    buf.k_fine = alloc3(nkv, 1, 1, "sage K-lo flags", &st);
+    buf.q_norm_max = alloc3(nqh, 1, 4, "sage Q norm maxima", &st);
+  }
   if (cfg.smooth_q) {
     buf.q_mean = alloc3(nqh, (size_t)g.nqb, udp * 4, "sage q_mean", &st);
     buf.ds = alloc3(nqh, (size_t)g.nqb, (size_t)g.nk_pad * 4, "sage delta-S", &st);

@@ -59,6 +59,9 @@ sparq_status sage_config_resolve(const attn_problem *p, sage_config *c) {
   c->smooth_k = o->smooth_k != SPARQ_ATTN_OFF;
   c->smooth_q = o->smooth_q == SPARQ_ATTN_AUTO ? smooth_q : o->smooth_q == SPARQ_ATTN_ON;
   c->smooth_v = o->smooth_v == SPARQ_ATTN_ON;
+  if (o->refine_k == SPARQ_ATTN_ON && o->variant != SPARQ_ATTN_SAGE_CPU)
+    return sparq_fail(SPARQ_ERR_ARG, "attn_forward_sage: refine_k applies to sage_cpu only, not to %s", vname);
+  c->refine = o->variant == SPARQ_ATTN_SAGE_CPU ? o->refine_k : SPARQ_ATTN_OFF;
 
   sparq_attn_pv_accum a = o->pv_accum;
   const char *bad = NULL;

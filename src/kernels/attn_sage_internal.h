@@ -86,7 +86,12 @@ typedef struct sage_config {
   float sigma;         /* max P-tilde = 2^sigma */
   float v_range;       /* Vr: |V-hat| <= Vr per channel; 0 = V unscaled */
   bool hw_f16;         /* the FP16 path runs on AVX512-FP16 (else it is emulated) */
+  sparq_attn_switch refine; /* K residual pass (sage_cpu's refine_k); OFF for the other variants */
 } sage_config;
+
+/* refine_k AUTO: refine a head when its estimated score error from K's
+ * rounding, sm_scale max |q|_2 max dK / sqrt(12), exceeds this (nats). */
+#define SAGE_REFINE_NATS 0.05
 
 /* Resolves p->opts against the variant's defaults; SPARQ_ERR_ARG names a
  * knob the variant does not support. */
@@ -115,6 +120,15 @@ typedef struct sage_kv {
   void *v_hat;      /* the PV operand, zero past kv_len:
                        BF16: uint16 [nk_pad / 2][dp][2]; F16: uint16 [nk_pad][dp];
                        U8: int8 [nk_pad / 4][dp][4] */
+  /* refine_k (NULL when off): K' / dK = K-hat + K-lo / 128 with K-lo in
+   * [-64, 64], packed as k_hat; the scores of both passes meet as
+   * 128 S-hat + S-lo, so they take corr_fine = 128 corr + 128 sum K-lo and
+   * scale_fine = dK / 128 (exact) */
+  int8_t *k_lo;
+  int32_t *k_corr_fine;
+  float *k_scale_fine;
+  float *k_step_max;     /* [1] the largest finite dK */
+  unsigned char *k_fine; /* [1] whether k_lo and the fine sums and scales are filled */
 } sage_kv;
 
 /* Everything prepared for one q head. */
@@ -125,6 +139,7 @@ typedef struct sage_q {
   float *q_mean;    /* [nqb][dp] smooth-Q means, or NULL */
   float *ds;        /* [nqb][nk_pad] dS = q_mean K'^T, or NULL */
   float *ds_log2;   /* [nqb][nk_pad] dS * sm_scale * log2(e), or NULL */
+  float *q_norm_max; /* [1] the largest |q_i|_2 of the finite rows (refine_k), or NULL */
 } sage_q;
 
 /* Smoothing mean over the rows of x[n][dp] whose values are all finite (a
@@ -159,6 +174,17 @@ void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, in
 /* Element (j, c) of a packed K-hat. */
 static inline int8_t sage_packed_k_at(const int8_t *packed, int64_t dp, int64_t j, int64_t c) {
   return packed[((j / 16) * (dp / 4) + c / 4) * 64 + (j % 16) * 4 + c % 4];
+}
+
+/* refine_k's second level of one kv head: from K (minus mean when not
+ * NULL) and its packed K-hat, k_corr and k_scale, fills kv->k_lo,
+ * k_corr_fine and k_scale_fine. */
+void sage_prepare_k_residual(const float *k, const float *mean, int64_t nk, int64_t nk_pad, int64_t dp,
+                             sage_kv *kv);
+
+/* refine_k AUTO's test for one (q head, kv head). */
+static inline bool sage_refine_wanted(float sm_scale, float q_norm_max, float k_step_max) {
+  return (double)sm_scale * (double)q_norm_max * (double)k_step_max / sqrt(12.0) > SAGE_REFINE_NATS;
 }
 
 /* Prepares V of one kv head for cfg's PV path into kv->v_mean, v_scale,
@@ -214,6 +240,8 @@ typedef struct sage_qk_tile {
   const float *ds[SAGE_QK_ROWS]; /* per row: dS * tau * log2e of this key block ([SAGE_BK]); NULL for
                                     every row or for none */
   const int8_t *k;        /* the packed key block: [4][dp / 4][16][4] */
+  const int8_t *k_lo;     /* refine_k: K-lo of the block, packed as k (then k_corr and k_scale
+                             are the fine ones); NULL: one pass */
   const int32_t *k_corr;  /* [SAGE_BK] */
   const float *k_scale;   /* [SAGE_BK] */
   int64_t dp;
@@ -409,9 +437,14 @@ typedef struct sage_buffers {
   int8_t *k_hat;
   int32_t *k_corr;
   void *v_hat;
+  int8_t *k_lo;                 /* refine_k only, else NULL */
+  int32_t *k_corr_fine;
+  float *k_scale_fine, *k_step_max;
+  unsigned char *k_fine;
   /* per q head, [B * Hq] blocks */
   uint8_t *q_hat;
   float *q_scale, *q_delta, *q_mean, *ds, *ds_log2;
+  float *q_norm_max;            /* refine_k only, else NULL */
 } sage_buffers;
 
 /* Views of kv head idx (b * Hkv + h) and q head idx (b * Hq + h). */

@@ -77,6 +77,10 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
 
   const sage_p_format fmt = sage_p_format_of(cfg);
   const float u8_scale = cfg->round == SAGE_ROUND_U8 ? 255.0f / exp2f(cfg->sigma) : 0.0f;
+  const bool refine = kv.k_lo && *kv.k_fine &&
+                      (cfg->refine == SPARQ_ATTN_ON || sage_refine_wanted(p->scale, *q.q_norm_max, *kv.k_step_max));
+  const int32_t *k_corr = refine ? kv.k_corr_fine : kv.k_corr;
+  const float *k_scale = refine ? kv.k_scale_fine : kv.k_scale;
   for (int64_t kb = 0; kb < nkb; kb++) {
     const int64_t key0 = kb * SAGE_BK;
     for (int64_t rt = 0; rt < rows4; rt += SAGE_QK_ROWS) {
@@ -87,8 +91,9 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
       for (int r = 0; r < SAGE_QK_ROWS; r++)
         t.ds[r] = cfg->smooth_q ? q.ds_log2 + ((row0 + r) / SAGE_QBLOCK) * g->nk_pad + key0 : NULL;
       t.k = kv.k_hat + key0 * dp;
-      t.k_corr = kv.k_corr + key0;
-      t.k_scale = kv.k_scale + key0;
+      t.k_lo = refine ? kv.k_lo + key0 * dp : NULL;
+      t.k_corr = k_corr + key0;
+      t.k_scale = k_scale + key0;
       t.dp = dp;
       t.row0 = row0;
       t.key0 = key0;

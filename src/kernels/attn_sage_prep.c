@@ -158,6 +158,38 @@ void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, in
   }
 }
 
+void sage_prepare_k_residual(const float *k, const float *mean, int64_t nk, int64_t nk_pad, int64_t dp,
+                             sage_kv *kv) {
+  int8_t hat[256], lo[256];
+  float sub[256];
+  for (int64_t c = 0; c < dp; c++) sub[c] = mean ? mean[c] : 0.0f;
+  for (int64_t j = 0; j < nk_pad; j++) {
+    /* key j's 4-channel groups in sage_pack_k's layout */
+    const size_t base = (size_t)((j / 16) * (dp / 4)) * 64 + (size_t)(j % 16) * 4;
+    const float delta = j < nk ? kv->k_scale[j] : 0.0f;
+    int32_t sum = 0;
+    if (delta > 0.0f) { /* else padding, or a non-finite row (dK NaN): K-lo 0 */
+      for (int64_t c4 = 0; c4 < dp / 4; c4++) memcpy(hat + 4 * c4, kv->k_hat + base + (size_t)c4 * 64, 4);
+      const float inv = 1.0f / delta, *x = k + j * dp;
+      for (int64_t c = 0; c < dp; c++) {
+        /* the residual of round(x / dK) is within 1/2, so 128 times it
+         * rounds into [-64, 64]; the clamp only guards the last ulp */
+        float r = ((x[c] - sub[c]) * inv - (float)hat[c]) * 128.0f;
+        r = (r + 12582912.0f) - 12582912.0f; /* round half to even */
+        r = r > 64.0f ? 64.0f : r;
+        r = r < -64.0f ? -64.0f : r;
+        lo[c] = (int8_t)r;
+        sum += lo[c];
+      }
+    } else {
+      memset(lo, 0, (size_t)dp);
+    }
+    for (int64_t c4 = 0; c4 < dp / 4; c4++) memcpy(kv->k_lo + base + (size_t)c4 * 64, lo + 4 * c4, 4);
+    kv->k_corr_fine[j] = 128 * kv->k_corr[j] + 128 * sum;
+    kv->k_scale_fine[j] = kv->k_scale[j] / 128.0f;
+  }
+}
+
 /* ---------------------------------------------------------------- V */
 
 /* Per-channel max |y| over finite values; sets *nonfinite[c] when channel c

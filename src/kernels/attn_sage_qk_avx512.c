@@ -15,18 +15,29 @@
 #define TARGET_QK __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
 /* Sums of u8 (Q-hat + 128) x s8 K-hat over dp for 4 rows x 4 groups of 16
- * keys. Named accumulators: with an array gcc 12 shuffles all 16 through
- * register copies every iteration (and spills), halving the VNNI rate. */
+ * keys; with refine_k (t->k_lo) the sums are scaled by 128 and a second
+ * pass adds those of K-lo. Named accumulators: with an array gcc 12
+ * shuffles all 16 through register copies every iteration (and spills),
+ * halving the VNNI rate. */
 static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_qk_tile *t, __m512i acc[4][4]) {
   const int64_t dp = t->dp, dp4 = dp / 4;
   const uint8_t *q0 = t->q, *q1 = q0 + dp, *q2 = q1 + dp, *q3 = q2 + dp;
-  const int8_t *k0 = t->k, *k1 = k0 + dp4 * 64, *k2 = k1 + dp4 * 64, *k3 = k2 + dp4 * 64;
   __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
   __m512i a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-  for (int64_t c4 = 0; c4 < dp4; c4++) {
-    const __m512i b0 = _mm512_loadu_si512(k0 + c4 * 64), b1 = _mm512_loadu_si512(k1 + c4 * 64);
-    const __m512i b2 = _mm512_loadu_si512(k2 + c4 * 64), b3 = _mm512_loadu_si512(k3 + c4 * 64);
-    int32_t w;
+  const int passes = t->k_lo ? 2 : 1;
+  for (int pass = 0; pass < passes; pass++) {
+    const int8_t *k0 = pass ? t->k_lo : t->k, *k1 = k0 + dp4 * 64, *k2 = k1 + dp4 * 64, *k3 = k2 + dp4 * 64;
+    if (pass) {
+#define QK_SHIFT(r)                                                                                 \
+  a##r##0 = _mm512_slli_epi32(a##r##0, 7), a##r##1 = _mm512_slli_epi32(a##r##1, 7);                 \
+  a##r##2 = _mm512_slli_epi32(a##r##2, 7), a##r##3 = _mm512_slli_epi32(a##r##3, 7);
+      QK_SHIFT(0) QK_SHIFT(1) QK_SHIFT(2) QK_SHIFT(3)
+#undef QK_SHIFT
+    }
+    for (int64_t c4 = 0; c4 < dp4; c4++) {
+      const __m512i b0 = _mm512_loadu_si512(k0 + c4 * 64), b1 = _mm512_loadu_si512(k1 + c4 * 64);
+      const __m512i b2 = _mm512_loadu_si512(k2 + c4 * 64), b3 = _mm512_loadu_si512(k3 + c4 * 64);
+      int32_t w;
 #define QK_ROW(r)                                                                                            \
   memcpy(&w, q##r + 4 * c4, 4);                                                                              \
   {                                                                                                          \
@@ -34,8 +45,9 @@ static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_q
     a##r##0 = _mm512_dpbusd_epi32(a##r##0, x, b0), a##r##1 = _mm512_dpbusd_epi32(a##r##1, x, b1);           \
     a##r##2 = _mm512_dpbusd_epi32(a##r##2, x, b2), a##r##3 = _mm512_dpbusd_epi32(a##r##3, x, b3);           \
   }
-    QK_ROW(0) QK_ROW(1) QK_ROW(2) QK_ROW(3)
+      QK_ROW(0) QK_ROW(1) QK_ROW(2) QK_ROW(3)
 #undef QK_ROW
+    }
   }
   acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
   acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;

@@ -14,17 +14,29 @@
 #include "num/float_bits.h"
 #include "sparq/num.h"
 
-void sage_qk_scores_ref(const sage_qk_tile *t, int32_t *s) {
+/* sum_c Q-hat+128 x K-hat of the packed block kp for all rows and keys */
+static void dot_block(const sage_qk_tile *t, const int8_t *kp, int32_t *acc) {
   const int64_t dp = t->dp;
   int8_t k[SAGE_BK * 256]; /* the block unpacked row-major, so the dot loops vectorize */
   for (int j = 0; j < SAGE_BK; j++)
-    for (int64_t c = 0; c < dp; c++) k[j * dp + c] = sage_packed_k_at(t->k, dp, j, c);
+    for (int64_t c = 0; c < dp; c++) k[j * dp + c] = sage_packed_k_at(kp, dp, j, c);
   for (int r = 0; r < SAGE_QK_ROWS; r++)
     for (int j = 0; j < SAGE_BK; j++) {
-      int32_t acc = 0;
-      for (int64_t c = 0; c < dp; c++) acc += (int32_t)t->q[r * dp + c] * (int32_t)k[j * dp + c];
-      s[r * SAGE_BK + j] = acc - t->k_corr[j];
+      int32_t a = 0;
+      for (int64_t c = 0; c < dp; c++) a += (int32_t)t->q[r * dp + c] * (int32_t)k[j * dp + c];
+      acc[r * SAGE_BK + j] = a;
     }
+}
+
+void sage_qk_scores_ref(const sage_qk_tile *t, int32_t *s) {
+  dot_block(t, t->k, s);
+  if (t->k_lo) { /* 128 S-hat + S-lo (no overflow for dp <= 256: below 1.1e9) */
+    int32_t lo[SAGE_QK_ROWS * SAGE_BK];
+    dot_block(t, t->k_lo, lo);
+    for (int i = 0; i < SAGE_QK_ROWS * SAGE_BK; i++) s[i] = s[i] * 128 + lo[i];
+  }
+  for (int r = 0; r < SAGE_QK_ROWS; r++)
+    for (int j = 0; j < SAGE_BK; j++) s[r * SAGE_BK + j] -= t->k_corr[j];
 }
 
 void sage_softmax_row_ref(const sage_qk_tile *t, int r, const int32_t *s_row) {

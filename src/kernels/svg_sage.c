@@ -24,6 +24,7 @@ sparq_status svg_sage_setup(float sm_scale, int64_t dp, const char *who, svg_sag
   if (st != SPARQ_OK) return st;
   if (call->cfg.smooth_q) /* sage_cpu never smooths Q; dS per query block is not wired here */
     return sparq_fail(SPARQ_ERR_UNSUPPORTED, "%s: inner sage_cpu with smooth Q is not supported", who);
+  call->cfg.refine = SPARQ_ATTN_OFF; /* the band's tiles run one pass (refine_k is not wired here) */
   call->k = sage_pick_kernels(&call->cfg);
   call->tau_log2e = sm_scale * SAGE_LOG2E;
   call->dp = dp;
