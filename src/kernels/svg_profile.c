@@ -5,26 +5,40 @@
  * The masks come from svg_keys_of (the kernel's own key intervals): the
  * spatial set of a row directly, the temporal set in the permuted layout
  * mapped back to frame-major rows. They are written as two bits per
- * (key, row) into a [S, t] byte map, so nothing of size S x S exists.
+ * (row, key) into a [t, S] byte map, so nothing of size S x S exists.
  *
- * The t rows are processed together, as 3t "virtual rows" (full, spatial and
- * temporal for each sampled row), in four passes: scores [S, t], row maxima
- * per mask, weights W [S, 3t] with their sums, and O = W^T V. Each pass has
- * a plain-C version (the reference, the portable build, and an AVX2 build
- * where the compiler vectorizes it) and an AVX-512 version with intrinsics
- * that performs, lane by lane, the same IEEE operations in the same order
- * (ISO C forbids FMA contraction, so every product and sum is rounded
- * separately in all versions; the exp is the same polynomial; zero weights
- * are skipped by both), so every ISA gives bit-identical errors and
- * decisions. (Fused multiply-adds would save about 10% of the AVX-512 time
- * but make the portable build call libm's fmaf, 10x slower.) */
+ * Every key of a sampled row falls in one of four groups by its two bits:
+ * neither mask, spatial only, temporal only, both. One pass over the keys
+ * per row accumulates w = e^(s - max) and w v into its group's sums l_g and
+ * U_g; then full = (U0 + U1 + U2 + U3) / (l0 + l1 + l2 + l3), spatial =
+ * (U1 + U3) / (l1 + l3), temporal = (U2 + U3) / (l2 + l3) (the masks'
+ * softmax constants cancel in the quotients, so the row's full maximum
+ * serves all three). That is one exponential and one V row per (row, key),
+ * read in runs of one group, where separate full, spatial and temporal
+ * passes cost three exponentials and 1.6 V rows, each behind a
+ * data-dependent branch. A mask whose keys all sit more than about 87 below
+ * the row's maximum sums to 0 and counts as empty (output 0), as a mask
+ * without keys does: either way it misses all of the row's mass.
+ *
+ * Passes: scores [S, t] (16 rows x 8 keys per register block), their
+ * transpose [t, S], each row's maximum and weights (in place), then the
+ * grouped sums over blocks of SUM_KEYS keys, every row adding its runs of
+ * one group in the block. Each pass has a plain-C version (the reference,
+ * the portable build, and an AVX2 build where the compiler vectorizes it)
+ * and an AVX-512 version with intrinsics that performs, lane by lane, the
+ * same IEEE operations in the same order: the score and weighted-V sums are
+ * fused multiply-adds (fmaf in C, one rounding each; the portable build
+ * reaches it through libm), the exp is the same polynomial of separate
+ * products and sums, zero weights are skipped by both, and the keys at
+ * even and odd offsets of a run are summed apart in both. So every ISA
+ * gives bit-identical errors and decisions. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/svg_internal.h"
 #include "sparq/base.h"
 
-enum { BIT_SPATIAL = 1, BIT_TEMPORAL = 2 };
+enum { BIT_SPATIAL = 1, BIT_TEMPORAL = 2, GROUPS = 4 }; /* a key's group is its two bits */
 
 #define SVG_LOG2E 1.44269504088896340736f
 #define SVG_EXP_C6 1.535336188319500e-4f
@@ -63,12 +77,17 @@ typedef struct prof_job {
   int64_t S, t, d;
   const float *k, *v;        /* [S, d] */
   const float *qt;           /* [d, t] scaled sampled queries, transposed */
-  const unsigned char *bits; /* [S, t] */
+  const unsigned char *bits; /* [t, S] */
   float *sc;                 /* [S, t] scores */
-  float *m, *l;              /* [3t]: maxima and softmax sums, full | spatial | temporal */
-  float *w;                  /* [S, 3t] weights, 0 outside the mask */
-  float *acc;                /* [3t, d] unnormalized outputs */
+  float *sct;                /* [t, S] the same, transposed, then each row's weights */
+  float *l;                  /* [t, GROUPS] sums of the weights per group */
+  float *acc;                /* [t, GROUPS, d] sums of w v per group */
 } prof_job;
+
+/* Keys per block of the grouped sums: the block's V rows stay in L1 while
+ * every sampled row adds its runs of them (the rows read V once per block
+ * between them, not once each). */
+enum { SUM_KEYS = 64 };
 
 /* ------------------------------------------------------ plain C passes */
 
@@ -81,71 +100,81 @@ static inline __attribute__((always_inline)) void scores_c(const prof_job *jb) {
     for (int64_t c = 0; c < d; c++) {
       const float kc = kj[c];
       const float *restrict q = jb->qt + c * t;
-      for (int64_t r = 0; r < t; r++) s[r] += q[r] * kc;
+      for (int64_t r = 0; r < t; r++) s[r] = fmaf(q[r], kc, s[r]);
     }
   }
 }
 
-static inline __attribute__((always_inline)) void maxima_c(const prof_job *jb) {
+/* Row r's scores become e^(s - max) in place; the max is exact in any order
+ * (a NaN score is never the max, as in max_ps). */
+static inline __attribute__((always_inline)) void weights_c(const prof_job *jb, int64_t r) {
+  const int64_t S = jb->S;
+  float *restrict s = jb->sct + r * S;
+  float m = -INFINITY;
+  for (int64_t j = 0; j < S; j++) m = s[j] > m ? s[j] : m;
+  for (int64_t j = 0; j < S; j++) s[j] = svg_exp(s[j] - m);
+}
+
+/* U_g += w_j v_j and l_g += w_j over the run's keys, zero weights skipped
+ * (l only with the first columns, c0 = 0), for the columns [c0, c1) (at most
+ * 64). The keys at even and at odd offsets in the run are summed apart, in
+ * order, and then added to U_g as U_g + (even + odd): two independent add
+ * chains, which the vector version needs to hide the add latency. */
+static inline __attribute__((always_inline)) void run_sums_c(const prof_job *jb, const float *w, int64_t a,
+                                                             int64_t b, float *acc, float *l, int64_t c0, int64_t c1) {
+  const int64_t d = jb->d;
+  float even[64] = {0}, odd[64] = {0}, le = 0.0f, lo = 0.0f;
+  for (int64_t j = a; j < b; j++) {
+    const float wj = w[j];
+    if (wj == 0.0f) continue;
+    const float *restrict vj = jb->v + j * d + c0;
+    float *restrict s = (j - a) & 1 ? odd : even;
+    if ((j - a) & 1) lo += wj;
+    else le += wj;
+    for (int64_t c = 0; c < c1 - c0; c++) s[c] = fmaf(wj, vj[c], s[c]);
+  }
+  for (int64_t c = 0; c < c1 - c0; c++) acc[c0 + c] += even[c] + odd[c];
+  if (c0 == 0) *l += le + lo;
+}
+
+/* ------------------------------------------------------ shared pieces */
+
+/* The end of the run of one group that starts at key j, within [j, end). */
+static inline int64_t run_end(const unsigned char *b, int64_t j, int64_t end) {
+  int64_t e = j + 1;
+  while (e < end && b[e] == b[j]) e++;
+  return e;
+}
+
+static void transpose_scores(const prof_job *jb) {
   const int64_t S = jb->S, t = jb->t;
-  float *restrict mf = jb->m, *restrict ms = jb->m + t, *restrict mt = jb->m + 2 * t;
-  for (int64_t r = 0; r < t; r++) mf[r] = ms[r] = mt[r] = -INFINITY;
-  for (int64_t j = 0; j < S; j++) {
-    const float *restrict s = jb->sc + j * t;
-    const unsigned char *restrict b = jb->bits + j * t;
-    for (int64_t r = 0; r < t; r++) {
-      const float x = s[r];
-      const float xs = (b[r] & BIT_SPATIAL) ? x : -INFINITY, xt = (b[r] & BIT_TEMPORAL) ? x : -INFINITY;
-      mf[r] = x > mf[r] ? x : mf[r];
-      ms[r] = xs > ms[r] ? xs : ms[r];
-      mt[r] = xt > mt[r] ? xt : mt[r];
-    }
-  }
-}
-
-static inline __attribute__((always_inline)) void weights_c(const prof_job *jb) {
-  const int64_t S = jb->S, t = jb->t;
-  const float *restrict m = jb->m;
-  float *restrict l = jb->l;
-  for (int64_t r = 0; r < 3 * t; r++) l[r] = 0.0f;
-  for (int64_t j = 0; j < S; j++) {
-    const float *restrict s = jb->sc + j * t;
-    const unsigned char *restrict b = jb->bits + j * t;
-    float *restrict w = jb->w + j * 3 * t;
-    for (int64_t r = 0; r < t; r++) {
-      const float x = s[r];
-      const float ef = svg_exp(x - m[r]), es = svg_exp(x - m[t + r]), et = svg_exp(x - m[2 * t + r]);
-      w[r] = ef;
-      w[t + r] = (b[r] & BIT_SPATIAL) ? es : 0.0f;
-      w[2 * t + r] = (b[r] & BIT_TEMPORAL) ? et : 0.0f;
-      l[r] += w[r];
-      l[t + r] += w[t + r];
-      l[2 * t + r] += w[2 * t + r];
-    }
-  }
-}
-
-/* acc[x] = sum over j in order of w[j, x] v_j, terms with w = 0 skipped */
-static inline __attribute__((always_inline)) void pv_c(const prof_job *jb) {
-  const int64_t S = jb->S, n = 3 * jb->t, d = jb->d;
-  float *restrict acc = jb->acc;
-  for (int64_t x = 0; x < n * d; x++) acc[x] = 0.0f;
-  for (int64_t j = 0; j < S; j++) {
-    const float *restrict w = jb->w + j * n, *restrict vj = jb->v + j * d;
-    for (int64_t x = 0; x < n; x++) {
-      const float wx = w[x];
-      if (wx == 0.0f) continue;
-      float *restrict o = acc + x * d;
-      for (int64_t c = 0; c < d; c++) o[c] += wx * vj[c];
-    }
+  for (int64_t j0 = 0; j0 < S; j0 += 64) {
+    const int64_t j1 = j0 + 64 < S ? j0 + 64 : S;
+    for (int64_t r = 0; r < t; r++)
+      for (int64_t j = j0; j < j1; j++) jb->sct[r * S + j] = jb->sc[j * t + r];
   }
 }
 
 static inline __attribute__((always_inline)) void profile_c(const prof_job *jb) {
   scores_c(jb);
-  maxima_c(jb);
-  weights_c(jb);
-  pv_c(jb);
+  transpose_scores(jb);
+  const int64_t S = jb->S, t = jb->t, d = jb->d;
+  for (int64_t r = 0; r < t; r++) weights_c(jb, r);
+  memset(jb->acc, 0, (size_t)(t * GROUPS * d) * sizeof(float));
+  memset(jb->l, 0, (size_t)(t * GROUPS) * sizeof(float));
+  for (int64_t c0 = 0; c0 < d; c0 += 64)
+    for (int64_t j0 = 0; j0 < S; j0 += SUM_KEYS) {
+      const int64_t j1 = j0 + SUM_KEYS < S ? j0 + SUM_KEYS : S;
+      for (int64_t r = 0; r < t; r++) {
+        const unsigned char *b = jb->bits + r * S;
+        for (int64_t j = j0; j < j1;) {
+          const int64_t e = run_end(b, j, j1);
+          run_sums_c(jb, jb->sct + r * S, j, e, jb->acc + (r * GROUPS + b[j]) * d, jb->l + r * GROUPS + b[j], c0,
+                     c0 + 64 < d ? c0 + 64 : d);
+          j = e;
+        }
+      }
+    }
 }
 
 static void profile_scalar(const prof_job *jb) { profile_c(jb); }
@@ -156,7 +185,7 @@ static void profile_scalar(const prof_job *jb) { profile_c(jb); }
 __attribute__((target("avx2,fma"))) static void profile_avx2(const prof_job *jb) { profile_c(jb); }
 
 /* ------------------------------------------------------ AVX-512 passes */
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 TARGET_AVX512 static inline __mmask16 tail16(int64_t n) {
   return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
@@ -174,14 +203,14 @@ TARGET_AVX512 static void scores_avx512(const prof_job *jb) {
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
       for (int64_t c = 0; c < d; c++) {
         const __m512 q = _mm512_maskz_loadu_ps(k, jb->qt + c * t + r);
-        a0 = _mm512_add_ps(a0, _mm512_mul_ps(q, _mm512_set1_ps(kj[c])));
-        a1 = _mm512_add_ps(a1, _mm512_mul_ps(q, _mm512_set1_ps(kj[d + c])));
-        a2 = _mm512_add_ps(a2, _mm512_mul_ps(q, _mm512_set1_ps(kj[2 * d + c])));
-        a3 = _mm512_add_ps(a3, _mm512_mul_ps(q, _mm512_set1_ps(kj[3 * d + c])));
-        a4 = _mm512_add_ps(a4, _mm512_mul_ps(q, _mm512_set1_ps(kj[4 * d + c])));
-        a5 = _mm512_add_ps(a5, _mm512_mul_ps(q, _mm512_set1_ps(kj[5 * d + c])));
-        a6 = _mm512_add_ps(a6, _mm512_mul_ps(q, _mm512_set1_ps(kj[6 * d + c])));
-        a7 = _mm512_add_ps(a7, _mm512_mul_ps(q, _mm512_set1_ps(kj[7 * d + c])));
+        a0 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[c]), a0);
+        a1 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[d + c]), a1);
+        a2 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[2 * d + c]), a2);
+        a3 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[3 * d + c]), a3);
+        a4 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[4 * d + c]), a4);
+        a5 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[5 * d + c]), a5);
+        a6 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[6 * d + c]), a6);
+        a7 = _mm512_fmadd_ps(q, _mm512_set1_ps(kj[7 * d + c]), a7);
       }
       float *s = jb->sc + j * t + r;
       _mm512_mask_storeu_ps(s, k, a0), _mm512_mask_storeu_ps(s + t, k, a1);
@@ -193,38 +222,9 @@ TARGET_AVX512 static void scores_avx512(const prof_job *jb) {
       const float *kj = jb->k + j * d;
       __m512 a0 = _mm512_setzero_ps();
       for (int64_t c = 0; c < d; c++)
-        a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, jb->qt + c * t + r), _mm512_set1_ps(kj[c])));
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, jb->qt + c * t + r), _mm512_set1_ps(kj[c]), a0);
       _mm512_mask_storeu_ps(jb->sc + j * t + r, k, a0);
     }
-  }
-}
-
-/* The mask bits of 16 rows as two lane masks. */
-TARGET_AVX512 static inline void bits16(const unsigned char *b, __mmask16 k, __mmask16 *ks, __mmask16 *kt) {
-  const __m512i bits = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, b));
-  *ks = _mm512_test_epi32_mask(bits, _mm512_set1_epi32(BIT_SPATIAL));
-  *kt = _mm512_test_epi32_mask(bits, _mm512_set1_epi32(BIT_TEMPORAL));
-}
-
-/* max_ps(x, m) returns x when x > m and m otherwise (NaN x included): the
- * scalar x > m ? x : m. */
-TARGET_AVX512 static void maxima_avx512(const prof_job *jb) {
-  const int64_t S = jb->S, t = jb->t;
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  for (int64_t r = 0; r < t; r += 16) {
-    const __mmask16 k = tail16(t - r);
-    __m512 mf = ninf, ms = ninf, mt = ninf;
-    for (int64_t j = 0; j < S; j++) {
-      const __m512 x = _mm512_maskz_loadu_ps(k, jb->sc + j * t + r);
-      __mmask16 ks, kt;
-      bits16(jb->bits + j * t + r, k, &ks, &kt);
-      mf = _mm512_max_ps(x, mf);
-      ms = _mm512_max_ps(_mm512_mask_blend_ps(ks, ninf, x), ms);
-      mt = _mm512_max_ps(_mm512_mask_blend_ps(kt, ninf, x), mt);
-    }
-    _mm512_mask_storeu_ps(jb->m + r, k, mf);
-    _mm512_mask_storeu_ps(jb->m + t + r, k, ms);
-    _mm512_mask_storeu_ps(jb->m + 2 * t + r, k, mt);
   }
 }
 
@@ -247,89 +247,95 @@ TARGET_AVX512 static inline __m512 exp16(__m512 x) {
   return _mm512_mul_ps(p, scale);
 }
 
-TARGET_AVX512 static void weights_avx512(const prof_job *jb) {
-  const int64_t S = jb->S, t = jb->t;
-  for (int64_t r = 0; r < t; r += 16) {
-    const __mmask16 k = tail16(t - r);
-    const __m512 mf = _mm512_maskz_loadu_ps(k, jb->m + r), ms = _mm512_maskz_loadu_ps(k, jb->m + t + r),
-                 mt = _mm512_maskz_loadu_ps(k, jb->m + 2 * t + r);
-    __m512 lf = _mm512_setzero_ps(), ls = lf, lt = lf;
-    for (int64_t j = 0; j < S; j++) {
-      const __m512 x = _mm512_maskz_loadu_ps(k, jb->sc + j * t + r);
-      __mmask16 ks, kt;
-      bits16(jb->bits + j * t + r, k, &ks, &kt);
-      const __m512 wf = exp16(_mm512_sub_ps(x, mf));
-      const __m512 ws = _mm512_maskz_mov_ps(ks, exp16(_mm512_sub_ps(x, ms)));
-      const __m512 wt = _mm512_maskz_mov_ps(kt, exp16(_mm512_sub_ps(x, mt)));
-      float *w = jb->w + j * 3 * t + r;
-      _mm512_mask_storeu_ps(w, k, wf);
-      _mm512_mask_storeu_ps(w + t, k, ws);
-      _mm512_mask_storeu_ps(w + 2 * t, k, wt);
-      lf = _mm512_add_ps(lf, wf), ls = _mm512_add_ps(ls, ws), lt = _mm512_add_ps(lt, wt);
-    }
-    _mm512_mask_storeu_ps(jb->l + r, k, lf);
-    _mm512_mask_storeu_ps(jb->l + t + r, k, ls);
-    _mm512_mask_storeu_ps(jb->l + 2 * t + r, k, lt);
+/* weights_c on 16 keys at a time: max_ps(x, m) is the scalar x > m ? x : m */
+TARGET_AVX512 static void weights_avx512(const prof_job *jb, int64_t r) {
+  const int64_t S = jb->S;
+  float *s = jb->sct + r * S;
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < S; j += 16) mv = _mm512_max_ps(_mm512_maskz_loadu_ps(tail16(S - j), s + j), mv);
+  float lanes[16], m = -INFINITY;
+  _mm512_storeu_ps(lanes, mv);
+  for (int i = 0; i < 16; i++) m = lanes[i] > m ? lanes[i] : m;
+  const __m512 mm = _mm512_set1_ps(m);
+  for (int64_t j = 0; j < S; j += 16) {
+    const __mmask16 k = tail16(S - j);
+    _mm512_mask_storeu_ps(s + j, k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mm)));
   }
 }
 
-/* O = W^T V in tiles of 4 virtual rows x 64 columns held in 16 registers,
- * over key blocks of 64 (the V block stays in L1 across the row tiles);
- * per element the same j order and the same skipped zero weights as pv_c. */
-enum { PV_ROWS = 4, PV_KEYS = 64 };
-
-/* One tile: virtual rows x0 .. x0 + rows - 1, columns c0 .. c0 + 63 (masks
- * kc), keys j0 .. j1 - 1. rows is a constant after inlining, so the tile
- * lives in registers. */
-TARGET_AVX512 static inline __attribute__((always_inline)) void pv_tile(const prof_job *jb, int64_t x0, const int rows,
-                                                                       int64_t c0, const __mmask16 *kc, int64_t j0,
-                                                                       int64_t j1) {
-  const int64_t n = 3 * jb->t, d = jb->d;
-  __m512 a[PV_ROWS][4];
-#pragma GCC unroll 4
-  for (int r = 0; r < rows; r++)
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) a[r][i] = _mm512_maskz_loadu_ps(kc[i], jb->acc + (x0 + r) * d + c0 + 16 * i);
-  for (int64_t j = j0; j < j1; j++) {
-    const float *vj = jb->v + j * d + c0, *w = jb->w + j * n + x0;
-    const __m512 v0 = _mm512_maskz_loadu_ps(kc[0], vj), v1 = _mm512_maskz_loadu_ps(kc[1], vj + 16),
-                 v2 = _mm512_maskz_loadu_ps(kc[2], vj + 32), v3 = _mm512_maskz_loadu_ps(kc[3], vj + 48);
-#pragma GCC unroll 4
-    for (int r = 0; r < rows; r++) {
-      if (w[r] == 0.0f) continue;
-      const __m512 wr = _mm512_set1_ps(w[r]);
-      a[r][0] = _mm512_add_ps(a[r][0], _mm512_mul_ps(wr, v0));
-      a[r][1] = _mm512_add_ps(a[r][1], _mm512_mul_ps(wr, v1));
-      a[r][2] = _mm512_add_ps(a[r][2], _mm512_mul_ps(wr, v2));
-      a[r][3] = _mm512_add_ps(a[r][3], _mm512_mul_ps(wr, v3));
-    }
+/* run_sums_c for the 64 columns [c0, c0 + 64) (lane masks k0..k3), the
+ * accumulators named so they stay in registers */
+TARGET_AVX512 static inline __attribute__((always_inline)) void run_sums_avx512(const prof_job *jb, const float *w,
+                                                                               int64_t a, int64_t b, float *acc,
+                                                                               float *l, int64_t c0, __mmask16 k0,
+                                                                               __mmask16 k1, __mmask16 k2,
+                                                                               __mmask16 k3) {
+  const int64_t d = jb->d;
+  __m512 e0 = _mm512_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+  float le = 0.0f, lo = 0.0f;
+  /* the scalar order: even offsets into e, odd into o */
+#define RUN_KEY(j, x0, x1, x2, x3, lx)                                                 \
+  do {                                                                                 \
+    const float wj = w[j];                                                             \
+    if (wj != 0.0f) {                                                                  \
+      const float *vj = jb->v + (j) * d + c0;                                          \
+      const __m512 wv = _mm512_set1_ps(wj);                                            \
+      lx += wj;                                                                        \
+      x0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k0, vj), x0);               \
+      x1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k1, vj + 16), x1);          \
+      x2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k2, vj + 32), x2);          \
+      x3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k3, vj + 48), x3);          \
+    }                                                                                  \
+  } while (0)
+  int64_t j = a;
+  for (; j + 1 < b; j += 2) {
+    RUN_KEY(j, e0, e1, e2, e3, le);
+    RUN_KEY(j + 1, o0, o1, o2, o3, lo);
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < rows; r++)
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) _mm512_mask_storeu_ps(jb->acc + (x0 + r) * d + c0 + 16 * i, kc[i], a[r][i]);
+  if (j < b) RUN_KEY(j, e0, e1, e2, e3, le);
+#undef RUN_KEY
+  float *o = acc + c0;
+  _mm512_mask_storeu_ps(o, k0, _mm512_add_ps(_mm512_maskz_loadu_ps(k0, o), _mm512_add_ps(e0, o0)));
+  _mm512_mask_storeu_ps(o + 16, k1, _mm512_add_ps(_mm512_maskz_loadu_ps(k1, o + 16), _mm512_add_ps(e1, o1)));
+  _mm512_mask_storeu_ps(o + 32, k2, _mm512_add_ps(_mm512_maskz_loadu_ps(k2, o + 32), _mm512_add_ps(e2, o2)));
+  _mm512_mask_storeu_ps(o + 48, k3, _mm512_add_ps(_mm512_maskz_loadu_ps(k3, o + 48), _mm512_add_ps(e3, o3)));
+  if (c0 == 0) *l += le + lo;
 }
 
-TARGET_AVX512 static void pv_avx512(const prof_job *jb) {
-  const int64_t S = jb->S, n = 3 * jb->t, d = jb->d;
-  memset(jb->acc, 0, (size_t)(n * d) * sizeof(float));
-  for (int64_t j0 = 0; j0 < S; j0 += PV_KEYS) {
-    const int64_t j1 = j0 + PV_KEYS < S ? j0 + PV_KEYS : S;
-    for (int64_t c0 = 0; c0 < d; c0 += 64) {
-      __mmask16 kc[4];
-      for (int i = 0; i < 4; i++) kc[i] = c0 + 16 * i < d ? tail16(d - c0 - 16 * i) : 0;
-      int64_t x0 = 0;
-      for (; x0 + PV_ROWS <= n; x0 += PV_ROWS) pv_tile(jb, x0, PV_ROWS, c0, kc, j0, j1);
-      for (; x0 < n; x0++) pv_tile(jb, x0, 1, c0, kc, j0, j1);
-    }
+/* run_end with 64 bytes per compare (the same runs) */
+TARGET_AVX512 static inline int64_t run_end_avx512(const unsigned char *b, int64_t j, int64_t end) {
+  const __m512i g = _mm512_set1_epi8((char)b[j]);
+  for (int64_t e = j + 1; e < end; e += 64) {
+    const __mmask64 in = end - e >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (end - e)) - 1);
+    const __mmask64 other = _mm512_mask_cmpneq_epi8_mask(in, _mm512_maskz_loadu_epi8(in, b + e), g);
+    if (other) return e + __builtin_ctzll(other);
   }
+  return end;
 }
 
 TARGET_AVX512 static void profile_avx512(const prof_job *jb) {
   scores_avx512(jb);
-  maxima_avx512(jb);
-  weights_avx512(jb);
-  pv_avx512(jb);
+  transpose_scores(jb);
+  const int64_t S = jb->S, t = jb->t, d = jb->d;
+  for (int64_t r = 0; r < t; r++) weights_avx512(jb, r);
+  memset(jb->acc, 0, (size_t)(t * GROUPS * d) * sizeof(float));
+  memset(jb->l, 0, (size_t)(t * GROUPS) * sizeof(float));
+  for (int64_t c0 = 0; c0 < d; c0 += 64) {
+    __mmask16 kc[4];
+    for (int i = 0; i < 4; i++) kc[i] = c0 + 16 * i < d ? tail16(d - c0 - 16 * i) : 0;
+    for (int64_t j0 = 0; j0 < S; j0 += SUM_KEYS) {
+      const int64_t j1 = j0 + SUM_KEYS < S ? j0 + SUM_KEYS : S;
+      for (int64_t r = 0; r < t; r++) {
+        const unsigned char *b = jb->bits + r * S;
+        for (int64_t j = j0; j < j1;) {
+          const int64_t e = run_end_avx512(b, j, j1);
+          run_sums_avx512(jb, jb->sct + r * S, j, e, jb->acc + (r * GROUPS + b[j]) * d, jb->l + r * GROUPS + b[j], c0,
+                          kc[0], kc[1], kc[2], kc[3]);
+          j = e;
+        }
+      }
+    }
+  }
 }
 #endif
 
@@ -344,7 +350,7 @@ static void profile_run(const prof_job *jb) {
 
 /* Scratch sections, each rounded up to 16 floats (one cache line). */
 typedef struct prof_plan {
-  size_t rows, bits, sc, qt, acc, ml, w, total; /* offsets in floats; total */
+  size_t rows, bits, sc, sct, qt, acc, l, total; /* offsets in floats; total */
 } prof_plan;
 
 static bool section(size_t *at, size_t floats, size_t *offset) {
@@ -356,15 +362,15 @@ static bool section(size_t *at, size_t floats, size_t *offset) {
 }
 
 static bool plan_make(int64_t S, int64_t t, int64_t d, prof_plan *p) {
-  size_t at = 0, st, st3, td, tdd, bytes_floats;
+  size_t at = 0, st, tdg, bytes_floats;
   if (S < 1 || t < 1 || d < 1) return false;
-  if (!sparq_size_mul((size_t)S, (size_t)t, &st) || !sparq_size_mul((size_t)t, (size_t)d, &td) ||
-      !sparq_size_mul(td, 3, &tdd) || !sparq_size_mul(st, 3, &st3) || !sparq_size_add(st, 3, &bytes_floats))
+  if (!sparq_size_mul((size_t)S, (size_t)t, &st) || !sparq_size_mul((size_t)t, (size_t)d, &tdg) ||
+      !sparq_size_mul(tdg, GROUPS, &tdg) || !sparq_size_add(st, 3, &bytes_floats))
     return false;
   return section(&at, 2 * (size_t)t, &p->rows) /* int64 row indices */
-         && section(&at, bytes_floats / 4, &p->bits) && section(&at, st, &p->sc) && section(&at, td, &p->qt) &&
-         section(&at, tdd, &p->acc) && section(&at, 6 * (size_t)t, &p->ml) && section(&at, st3, &p->w) &&
-         (p->total = at, true);
+         && section(&at, bytes_floats / 4, &p->bits) && section(&at, st, &p->sc) && section(&at, st, &p->sct) &&
+         section(&at, (size_t)t * (size_t)d, &p->qt) && section(&at, tdg, &p->acc) &&
+         section(&at, GROUPS * (size_t)t, &p->l) && (p->total = at, true);
 }
 
 size_t svg_profile_scratch_floats(const svg_geom *g, int64_t t, int64_t d) {
@@ -378,33 +384,34 @@ static int64_t ceil_div(int64_t a, int64_t b) { /* b > 0, any a */
   return q * b < a ? q + 1 : q;
 }
 
-/* Sets `bit` of row r for the keys of rows [a, b) of the current layout of
- * `head`, written at their frame-major rows. A token-major range [ua, ub)
- * holds, in each frame f, the positions p with ua <= p F + f < ub: one run
- * of frame-major rows per frame, found without a division per key. */
-static void mark_range(const svg_geom *g, sparq_svg_head head, int64_t a, int64_t b, unsigned char *bits, int64_t t,
-                       int64_t r, unsigned char bit) {
+/* Sets `bit` in `row` (row r's S bytes) for the keys of rows [a, b) of the
+ * current layout of `head`, written at their frame-major rows. A
+ * token-major range [ua, ub) holds, in each frame f, the positions p with
+ * ua <= p F + f < ub: one run of frame-major rows per frame, found without
+ * a division per key. */
+static void mark_range(const svg_geom *g, sparq_svg_head head, int64_t a, int64_t b, unsigned char *row,
+                       unsigned char bit) {
   const int64_t va = a > g->voff ? a : g->voff, vb = b < g->voff + g->Sv ? b : g->voff + g->Sv;
   if (head != SPARQ_SVG_TEMPORAL || va >= vb) {
-    for (int64_t x = a; x < b; x++) bits[x * t + r] |= bit;
+    for (int64_t x = a; x < b; x++) row[x] |= bit;
     return;
   }
-  for (int64_t x = a; x < va; x++) bits[x * t + r] |= bit; /* text before the video rows */
-  for (int64_t x = vb; x < b; x++) bits[x * t + r] |= bit; /* and after */
+  for (int64_t x = a; x < va; x++) row[x] |= bit; /* text before the video rows */
+  for (int64_t x = vb; x < b; x++) row[x] |= bit; /* and after */
   const int64_t ua = va - g->voff, ub = vb - g->voff;
   for (int64_t f = 0; f < g->F; f++) {
     int64_t p0 = ceil_div(ua - f, g->F), p1 = ceil_div(ub - f, g->F);
     p0 = p0 < 0 ? 0 : p0, p1 = p1 > g->P ? g->P : p1;
-    for (int64_t p = p0; p < p1; p++) bits[(g->voff + f * g->P + p) * t + r] |= bit;
+    for (int64_t p = p0; p < p1; p++) row[g->voff + f * g->P + p] |= bit;
   }
 }
 
-/* Marks every key of `keys` (current layout of `head`) for row r. */
-static void mark(const svg_geom *g, sparq_svg_head head, const svg_keys *keys, unsigned char *bits, int64_t t,
-                 int64_t r, unsigned char bit) {
-  for (int s = 0; s < keys->nseg; s++) mark_range(g, head, keys->seg[s].a, keys->seg[s].b, bits, t, r, bit);
+/* Marks every key of `keys` (current layout of `head`) in `row`. */
+static void mark(const svg_geom *g, sparq_svg_head head, const svg_keys *keys, unsigned char *row,
+                 unsigned char bit) {
+  for (int s = 0; s < keys->nseg; s++) mark_range(g, head, keys->seg[s].a, keys->seg[s].b, row, bit);
   for (int s = 0; s < keys->nf0; s++)
-    for (int64_t p = keys->f0[s].a; p < keys->f0[s].b; p++) bits[(g->voff + p) * t + r] |= bit;
+    for (int64_t p = keys->f0[s].a; p < keys->f0[s].b; p++) row[g->voff + p] |= bit;
 }
 
 sparq_status svg_profile(const sparq_svg_options *opts, const svg_geom *g, const float *q, const float *k,
@@ -441,28 +448,33 @@ sparq_status svg_profile(const sparq_svg_options *opts, const svg_geom *g, const
   svg_keys keys;
   for (int64_t r = 0; r < t; r++) {
     svg_keys_of(g, SPARQ_SVG_SPATIAL, rows[r], &keys);
-    mark(g, SPARQ_SVG_SPATIAL, &keys, bits, t, r, BIT_SPATIAL);
+    mark(g, SPARQ_SVG_SPATIAL, &keys, bits + r * S, BIT_SPATIAL);
     svg_keys_of(g, SPARQ_SVG_TEMPORAL, svg_to_current(g, SPARQ_SVG_TEMPORAL, rows[r]), &keys);
-    mark(g, SPARQ_SVG_TEMPORAL, &keys, bits, t, r, BIT_TEMPORAL);
+    mark(g, SPARQ_SVG_TEMPORAL, &keys, bits + r * S, BIT_TEMPORAL);
   }
   float *qt = scratch + plan.qt;
   for (int64_t c = 0; c < d; c++)
     for (int64_t r = 0; r < t; r++) qt[c * t + r] = q[rows[r] * d + c] * scale;
 
   prof_job jb = {.S = S, .t = t, .d = d, .k = k, .v = v, .qt = qt, .bits = bits, .sc = scratch + plan.sc,
-                 .m = scratch + plan.ml, .l = scratch + plan.ml + 3 * t, .w = scratch + plan.w,
-                 .acc = scratch + plan.acc};
+                 .sct = scratch + plan.sct, .l = scratch + plan.l, .acc = scratch + plan.acc};
   profile_run(&jb);
 
-  /* O_m = acc_m / l_m (an empty mask gives 0), errors against O_full */
+  /* The three outputs from the groups' sums (in double; an empty mask
+   * gives 0), errors against the full one. Group 0: neither mask, 1:
+   * spatial only, 2: temporal only, 3: both. */
   double err[2] = {0.0, 0.0};
   for (int64_t r = 0; r < t; r++) {
-    const float lf = jb.l[r] > 0.0f ? jb.l[r] : 1.0f, *of = jb.acc + r * d;
+    const float *u = jb.acc + r * GROUPS * d, *lr = jb.l + r * GROUPS;
+    const double l0 = lr[0], l1 = lr[1], l2 = lr[2], l3 = lr[3];
+    const double lf = l0 + l1 + l2 + l3, lm[2] = {l1 + l3, l2 + l3};
     for (int m = 0; m < 2; m++) {
-      const float lm = jb.l[(1 + m) * t + r], *om = jb.acc + ((1 + m) * t + r) * d;
+      const float *own_g = u + (1 + m) * d, *both = u + 3 * d;
       double e = 0.0;
       for (int64_t c = 0; c < d; c++) {
-        const double full = (double)of[c] / (double)lf, mine = lm > 0.0f ? (double)om[c] / (double)lm : 0.0;
+        const double full =
+            ((double)u[c] + (double)u[d + c] + (double)u[2 * d + c] + (double)both[c]) / (lf > 0.0 ? lf : 1.0);
+        const double mine = lm[m] > 0.0 ? ((double)own_g[c] + (double)both[c]) / lm[m] : 0.0;
         e += (mine - full) * (mine - full);
       }
       err[m] += e;
