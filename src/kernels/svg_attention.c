@@ -2,16 +2,18 @@
  * shared/spec/sparse-videogen.md §3-§5), three timed phases:
  *   1. profile: each (b, h) gets opts->force[b H + h] or svg_profile's
  *      decision (parallel over heads);
- *   2. layout: heads that do not run in place (temporal heads, permuted to
- *      token-major; every head when d is not a multiple of 32, padded with
- *      zero columns for the flash tiles) get their Q, K, V copied once into
- *      per-call scratch [S][dp];
+ *   2. layout: heads that do not run in place (temporal heads of the FP32
+ *      path, permuted to token-major; every head when d is not a multiple
+ *      of 32, padded with zero columns for the flash tiles) get their Q, K,
+ *      V copied once into per-call scratch [S][dp];
  *   3. kernel: svg_band_head per head (parallel over heads, per-thread
  *      scratch), then O of the copied heads goes back (inverse permutation,
  *      counted as layout time).
  * With opts->inner == SPARQ_ATTN_SAGE_CPU the same intervals run on
  * sage_cpu's kernels: each head is quantized and packed once in its current
- * layout (svg_sage_prepare), then svg_band_head_inner (svg_sage.h).
+ * layout (svg_sage_prepare; a temporal head's rows are gathered into that
+ * order by the pre-pass itself, so it needs no copy), then
+ * svg_band_head_inner (svg_sage.h).
  * Every head is computed by one thread from its own rows, so the result does
  * not depend on the thread count or the schedule. */
 #include <math.h>
@@ -141,9 +143,12 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
   }
   const double t1 = sparq_now();
 
-  /* 2. layout: copies of heads that cannot run in place */
+  /* 2. layout: copies of heads that cannot run in place. The Sage path
+   * permutes a temporal head inside its pre-pass (svg_band_geom.permuted),
+   * so only the FP32 path copies for the permutation. */
   int64_t ncopy = 0;
-  for (int64_t bh = 0; bh < heads; bh++) slot[bh] = dec[bh] == SPARQ_SVG_TEMPORAL || dp != d ? ncopy++ : -1;
+  for (int64_t bh = 0; bh < heads; bh++)
+    slot[bh] = (dec[bh] == SPARQ_SVG_TEMPORAL && !sage) || dp != d ? ncopy++ : -1;
   const size_t per = (size_t)S * (size_t)dp; /* floats of one [S][dp] matrix */
   if (ncopy > 0) {
     copies = svg_cached(SVG_CACHE_COPIES, (size_t)ncopy * 4 * per * sizeof(float), "SVG layout copies");
@@ -201,7 +206,8 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
   for (int64_t item = 0; item < heads * parts; item++) {
     sparq_thread_set_ftz();
     const int64_t bh = item / parts, part = item % parts;
-    const svg_band_geom bg = svg_band_geom_make(&g, dec[bh], dp);
+    svg_band_geom bg = svg_band_geom_make(&g, dec[bh], dp);
+    bg.permuted = slot[bh] < 0 && dec[bh] == SPARQ_SVG_TEMPORAL; /* the Sage path, in place */
     float *scr = kscr + (size_t)omp_get_thread_num() * kf;
     const float *hq, *hk, *hv;
     float *ho;

@@ -37,6 +37,7 @@ svg_band_geom svg_band_geom_make(const svg_geom *sg, sparq_svg_head head, int64_
   g.F = sg->F, g.P = sg->P, g.L = sg->L, g.Sv = sg->Sv, g.S = sg->S;
   g.video0 = sg->voff, g.text0 = sg->t0;
   g.wt = sg->wt, g.inclusive = sg->inclusive, g.sink = sg->sink, g.head = head, g.dp = dp;
+  g.permuted = false;
   return g;
 }
 
@@ -155,7 +156,7 @@ static void merge(const band_ctx *c, const bool *used, int64_t row0, int64_t row
   const band_scratch *s = c->s;
   const int64_t dp = c->g->dp;
   for (int64_t r = 0; r < rows; r++) {
-    float *dst = c->o + (row0 + r) * c->ld;
+    float *dst = c->o + svg_band_src_row(c->g, row0 + r) * c->ld;
     int act = 0, only = -1;
     float mx = -INFINITY;
     for (int i = 0; i < SVG_NI; i++)

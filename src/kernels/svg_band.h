@@ -30,7 +30,19 @@ typedef struct svg_band_geom {
   sparq_svg_sink sink;
   sparq_svg_head head;  /* SPARQ_SVG_DENSE: every row sees every key */
   int64_t dp;           /* columns, a multiple of 32 */
+  bool permuted;        /* the Sage inner path of a temporal head only: q, k, v and o are in
+                           FRAME-MAJOR order while the band runs token-major; the Sage
+                           pre-pass gathers and the merge writes through svg_band_src_row,
+                           so the layout needs no copies */
 } svg_band_geom;
+
+/* The row of the given tensors that holds row i of the head's current
+ * layout (i itself unless g->permuted; svg_tm_to_fm on the video rows). */
+static inline int64_t svg_band_src_row(const svg_band_geom *g, int64_t i) {
+  if (!g->permuted || i < g->video0 || i >= g->video0 + g->Sv) return i;
+  const int64_t u = i - g->video0;
+  return g->video0 + (u % g->F) * g->P + u / g->F;
+}
 
 /* The geometry of head type `head` on a checked svg_geom, dp columns. */
 svg_band_geom svg_band_geom_make(const svg_geom *g, sparq_svg_head head, int64_t dp);

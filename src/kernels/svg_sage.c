@@ -97,7 +97,7 @@ static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_
   const sage_pv_kind kind = h->call->cfg.pv;
   s->first = first, s->step = step, s->n = n;
   for (int64_t j = 0; j < n; j++) {
-    const int64_t row = first + j * step;
+    const int64_t row = svg_band_src_row(h->g, first + j * step);
     const int8_t *kr = h->k_rows + row * dp;
     int8_t *dst = s->k + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
     int32_t sum = 0;
@@ -118,7 +118,7 @@ static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_
     const int8_t *rows = h->v_rows;
     memset(v + (n / 4) * 4 * dp, 0, (size_t)((npad - n / 4 * 4) * dp));
     for (int64_t j = 0; j < n; j++) {
-      const int8_t *src = rows + (first + j * step) * dp;
+      const int8_t *src = rows + svg_band_src_row(h->g, first + j * step) * dp;
       for (int64_t c = 0; c < dp; c++) v[v_index(kind, j, c, dp)] = src[c];
     }
   } else {
@@ -129,17 +129,19 @@ static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_
       /* keys 2i and 2i + 1 interleaved channel by channel (a loop the
        * compiler vectorizes, unlike one stride-2 store per key) */
       for (int64_t j = 0; j + 1 < n; j += 2) {
-        const uint16_t *restrict a = rows + (first + j * step) * dp, *restrict b = a + step * dp;
+        const uint16_t *restrict a = rows + svg_band_src_row(h->g, first + j * step) * dp;
+        const uint16_t *restrict b = rows + svg_band_src_row(h->g, first + (j + 1) * step) * dp;
         uint16_t *restrict dst = v + j * dp;
         for (int64_t c = 0; c < dp; c++) dst[2 * c] = a[c], dst[2 * c + 1] = b[c];
       }
       if (n & 1) {
-        const uint16_t *a = rows + (first + (n - 1) * step) * dp;
+        const uint16_t *a = rows + svg_band_src_row(h->g, first + (n - 1) * step) * dp;
         uint16_t *dst = v + (n - 1) * dp;
         for (int64_t c = 0; c < dp; c++) dst[2 * c] = a[c];
       }
     } else {
-      for (int64_t j = 0; j < n; j++) memcpy(v + j * dp, rows + (first + j * step) * dp, (size_t)dp * 2);
+      for (int64_t j = 0; j < n; j++)
+        memcpy(v + j * dp, rows + svg_band_src_row(h->g, first + j * step) * dp, (size_t)dp * 2);
     }
   }
 }
@@ -153,12 +155,25 @@ void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_ban
   const sage_config *cfg = &call->cfg;
   const int64_t S = g->S, dp = g->dp, Sq = S + 2 * SAGE_BQ, Sk = sage_round_up(S, SAGE_BK);
 
-  /* Q: per-token INT8, + 128 for vpdpbusd, scale with tau log2(e) folded in */
-  int8_t *q8 = (int8_t *)h->q_hat;
-  sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, h->q_scale);
-  for (int64_t i = 0; i < S * dp; i++) h->q_hat[i] = (uint8_t)(q8[i] + 128);
+  /* Q: per-token INT8, + 128 for vpdpbusd, scale with tau log2(e) folded
+   * in; a permuted head's rows are quantized in the given (frame-major)
+   * order into tmp, then gathered into the current order */
+  if (g->permuted) {
+    int8_t *q8 = (int8_t *)h->tmp;
+    float *qs = h->tmp + (S * dp + 3) / 4;
+    sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, qs);
+    for (int64_t t = 0; t < S; t++) {
+      const int64_t src = svg_band_src_row(g, t);
+      for (int64_t c = 0; c < dp; c++) h->q_hat[t * dp + c] = (uint8_t)(q8[src * dp + c] + 128);
+      h->q_scale[t] = qs[src] * call->tau_log2e;
+    }
+  } else {
+    int8_t *q8 = (int8_t *)h->q_hat;
+    sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, h->q_scale);
+    for (int64_t i = 0; i < S * dp; i++) h->q_hat[i] = (uint8_t)(q8[i] + 128);
+    for (int64_t t = 0; t < S; t++) h->q_scale[t] *= call->tau_log2e;
+  }
   memset(h->q_hat + S * dp, 128, (size_t)((Sq - S) * dp));
-  for (int64_t t = 0; t < S; t++) h->q_scale[t] *= call->tau_log2e;
   for (int64_t t = S; t < Sq; t++) h->q_scale[t] = 0.0f;
 
   /* K: smoothed by the mean of all the head's keys, per-token INT8 */
