@@ -198,14 +198,25 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
    * independent, so the split never changes the bits). */
   const int64_t parts = heads >= 2 * threads ? 1 : (2 * threads + heads - 1) / heads;
   int64_t *part_entries = sparq_calloc((size_t)(heads * parts), sizeof *part_entries, "SVG entries");
-  if (!part_entries) {
+  /* Temporal heads first: on the Sage path their pre-pass gathers the
+   * permuted rows and a head takes about 1.2x a spatial one (8.0 against
+   * 6.8 ms at (16, 256), d 64), so taking them first keeps the dynamic
+   * schedule's last items short (4 mixed heads on 2 threads lost 8 % to
+   * the imbalance). Which thread runs a head never changes its bits. */
+  int64_t *order = sparq_alloc((size_t)heads * sizeof *order, "SVG head order");
+  if (!part_entries || !order) {
+    sparq_free(part_entries), sparq_free(order);
     st = SPARQ_ERR_NOMEM;
     goto done;
   }
+  int64_t n_order = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int64_t bh = 0; bh < heads; bh++)
+      if ((dec[bh] == SPARQ_SVG_TEMPORAL) == (pass == 0)) order[n_order++] = bh;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (int64_t item = 0; item < heads * parts; item++) {
     sparq_thread_set_ftz();
-    const int64_t bh = item / parts, part = item % parts;
+    const int64_t bh = order[item / parts], part = item % parts, slot_item = bh * parts + part;
     svg_band_geom bg = svg_band_geom_make(&g, dec[bh], dp);
     bg.permuted = slot[bh] < 0 && dec[bh] == SPARQ_SVG_TEMPORAL; /* the Sage path, in place */
     float *scr = kscr + (size_t)omp_get_thread_num() * kf;
@@ -224,8 +235,9 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
       svg_sage_prepare(&sh, &sage_call, &bg, hq, hk, hv, sscr + (size_t)omp_get_thread_num() * sf);
       shp = &sh;
     }
-    part_entries[item] = svg_band_head_part(&bg, hq, hk, hv, ho, ld, scale, scr, shp, part, parts);
+    part_entries[slot_item] = svg_band_head_part(&bg, hq, hk, hv, ho, ld, scale, scr, shp, part, parts);
   }
+  sparq_free(order);
   for (int64_t bh = 0; bh < heads; bh++) {
     entries[bh] = 0;
     for (int64_t p = 0; p < parts; p++) entries[bh] += part_entries[bh * parts + p];

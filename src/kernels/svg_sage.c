@@ -96,17 +96,19 @@ static void pack_seq(const svg_sage_head *h, int64_t first, int64_t step, int64_
   const int64_t dp = h->g->dp, npad = sage_round_up(n, SAGE_BK);
   const sage_pv_kind kind = h->call->cfg.pv;
   s->first = first, s->step = step, s->n = n;
+  const int8_t *restrict k_rows = h->k_rows;
+  int8_t *restrict k_packed = s->k;
+  int32_t *restrict corr = s->corr;
+  float *restrict scale = s->scale;
   for (int64_t j = 0; j < n; j++) {
     const int64_t row = svg_band_src_row(h->g, first + j * step);
-    const int8_t *kr = h->k_rows + row * dp;
-    int8_t *dst = s->k + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
+    const int8_t *kr = k_rows + row * dp;
+    int8_t *dst = k_packed + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
     int32_t sum = 0;
-    for (int64_t c4 = 0; c4 < dp / 4; c4++) {
-      memcpy(dst + c4 * 64, kr + c4 * 4, 4);
-      sum += kr[c4 * 4] + kr[c4 * 4 + 1] + kr[c4 * 4 + 2] + kr[c4 * 4 + 3];
-    }
-    s->corr[j] = 128 * sum;
-    s->scale[j] = h->k_scale[row];
+    for (int64_t c4 = 0; c4 < dp / 4; c4++) memcpy(dst + c4 * 64, kr + c4 * 4, 4);
+    for (int64_t c = 0; c < dp; c++) sum += kr[c];
+    corr[j] = 128 * sum;
+    scale[j] = h->k_scale[row];
   }
   for (int64_t j = n; j < npad; j++) {
     int8_t *dst = s->k + ((j / 16) * (dp / 4)) * 64 + (j % 16) * 4;
@@ -158,20 +160,25 @@ void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_ban
   /* Q: per-token INT8, + 128 for vpdpbusd, scale with tau log2(e) folded
    * in; a permuted head's rows are quantized in the given (frame-major)
    * order into tmp, then gathered into the current order */
+  /* (byte stores may alias anything, so the loops use local pointers: with
+   * h->q_hat reloaded per byte they were the pre-pass's largest cost) */
+  uint8_t *restrict q_hat = h->q_hat;
+  float *restrict q_scale = h->q_scale;
+  const float tau = call->tau_log2e;
   if (g->permuted) {
     int8_t *q8 = (int8_t *)h->tmp;
     float *qs = h->tmp + (S * dp + 3) / 4;
     sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, qs);
     for (int64_t t = 0; t < S; t++) {
-      const int64_t src = svg_band_src_row(g, t);
-      for (int64_t c = 0; c < dp; c++) h->q_hat[t * dp + c] = (uint8_t)(q8[src * dp + c] + 128);
-      h->q_scale[t] = qs[src] * call->tau_log2e;
+      const int8_t *restrict from = q8 + svg_band_src_row(g, t) * dp;
+      uint8_t *restrict to = q_hat + t * dp;
+      for (int64_t c = 0; c < dp; c++) to[c] = (uint8_t)(from[c] + 128);
+      q_scale[t] = qs[svg_band_src_row(g, t)] * tau;
     }
   } else {
-    int8_t *q8 = (int8_t *)h->q_hat;
-    sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, h->q_scale);
-    for (int64_t i = 0; i < S * dp; i++) h->q_hat[i] = (uint8_t)(q8[i] + 128);
-    for (int64_t t = 0; t < S; t++) h->q_scale[t] *= call->tau_log2e;
+    sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, (int8_t *)q_hat, q_scale);
+    for (int64_t i = 0; i < S * dp; i++) q_hat[i] = (uint8_t)((int8_t)q_hat[i] + 128);
+    for (int64_t t = 0; t < S; t++) q_scale[t] *= tau;
   }
   memset(h->q_hat + S * dp, 128, (size_t)((Sq - S) * dp));
   for (int64_t t = S; t < Sq; t++) h->q_scale[t] = 0.0f;
