@@ -104,8 +104,10 @@ static void prep_q_head(const attn_problem *p, const sage_config *cfg, const sag
   }
   sage_quantize_rows(x, nq, dp, NULL, cfg->smooth_q ? q->q_mean : NULL, cfg->qmax, cfg->gran, true, amax, rows,
                      q->q_delta);
-  for (int64_t i = 0; i < nq * dp; i++) q->q_hat[i] = (uint8_t)(rows[i] + 128);
-  memset(q->q_hat + nq * dp, 128, (size_t)((g->nq_pad - nq) * dp));
+  /* a local pointer: byte stores may alias q, which would be reloaded per byte */
+  uint8_t *restrict q_hat = q->q_hat;
+  for (int64_t i = 0; i < nq * dp; i++) q_hat[i] = (uint8_t)(rows[i] + 128);
+  memset(q_hat + nq * dp, 128, (size_t)((g->nq_pad - nq) * dp));
   for (int64_t t = 0; t < nq; t++) q->q_scale[t] = q->q_delta[t] * g->tau_log2e;
   for (int64_t t = nq; t < g->nq_pad; t++) q->q_scale[t] = 0.0f, q->q_delta[t] = 0.0f;
   if (q->q_norm_max) { /* refine_k's |q|_2 bound: 16 independent float sums per row vectorize */
