@@ -130,7 +130,7 @@ static bool q_head_refines(const sage_run *run, int64_t i) {
   const int64_t b = i / p->q_heads, h = i % p->q_heads;
   const sage_kv kv = sage_kv_at(run->buf, run->g, b * p->kv_heads + attn_kv_head(p, h));
   const sage_q q = sage_q_at(run->buf, run->g, i);
-  return run->cfg->refine == SPARQ_ATTN_ON || sage_refine_wanted(p->scale, *q.q_norm_max, *kv.k_step_max);
+  return sage_refine_wanted(run->cfg, p->scale, &q, &kv);
 }
 
 /* refine_k: K-lo of kv head idx when one of its q heads refines. */

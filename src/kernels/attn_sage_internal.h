@@ -182,9 +182,12 @@ static inline int8_t sage_packed_k_at(const int8_t *packed, int64_t dp, int64_t 
 void sage_prepare_k_residual(const float *k, const float *mean, int64_t nk, int64_t nk_pad, int64_t dp,
                              sage_kv *kv);
 
-/* refine_k AUTO's test for one (q head, kv head). */
-static inline bool sage_refine_wanted(float sm_scale, float q_norm_max, float k_step_max) {
-  return (double)sm_scale * (double)q_norm_max * (double)k_step_max / sqrt(12.0) > SAGE_REFINE_NATS;
+/* Whether q head q refines its kv head kv (both prepared, refine_k not
+ * OFF): always with ON; with AUTO when sm_scale max |q|_2 max dK / sqrt(12)
+ * exceeds SAGE_REFINE_NATS. */
+static inline bool sage_refine_wanted(const sage_config *cfg, float sm_scale, const sage_q *q, const sage_kv *kv) {
+  return cfg->refine == SPARQ_ATTN_ON ||
+         (double)sm_scale * (double)*q->q_norm_max * (double)*kv->k_step_max / sqrt(12.0) > SAGE_REFINE_NATS;
 }
 
 /* Prepares V of one kv head for cfg's PV path into kv->v_mean, v_scale,

@@ -77,8 +77,7 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
 
   const sage_p_format fmt = sage_p_format_of(cfg);
   const float u8_scale = cfg->round == SAGE_ROUND_U8 ? 255.0f / exp2f(cfg->sigma) : 0.0f;
-  const bool refine = kv.k_lo && *kv.k_fine &&
-                      (cfg->refine == SPARQ_ATTN_ON || sage_refine_wanted(p->scale, *q.q_norm_max, *kv.k_step_max));
+  const bool refine = kv.k_lo && *kv.k_fine && sage_refine_wanted(cfg, p->scale, &q, &kv);
   const int32_t *k_corr = refine ? kv.k_corr_fine : kv.k_corr;
   const float *k_scale = refine ? kv.k_scale_fine : kv.k_scale;
   for (int64_t kb = 0; kb < nkb; kb++) {

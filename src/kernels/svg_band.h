@@ -40,8 +40,7 @@ typedef struct svg_band_geom {
  * layout (i itself unless g->permuted; svg_tm_to_fm on the video rows). */
 static inline int64_t svg_band_src_row(const svg_band_geom *g, int64_t i) {
   if (!g->permuted || i < g->video0 || i >= g->video0 + g->Sv) return i;
-  const int64_t u = i - g->video0;
-  return g->video0 + (u % g->F) * g->P + u / g->F;
+  return g->video0 + svg_tm_to_fm(g->F, g->P, i - g->video0);
 }
 
 /* The geometry of head type `head` on a checked svg_geom, dp columns. */

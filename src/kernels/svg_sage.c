@@ -170,10 +170,11 @@ void svg_sage_prepare(svg_sage_head *h, const svg_sage_call *call, const svg_ban
     float *qs = h->tmp + (S * dp + 3) / 4;
     sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, q8, qs);
     for (int64_t t = 0; t < S; t++) {
-      const int8_t *restrict from = q8 + svg_band_src_row(g, t) * dp;
+      const int64_t src = svg_band_src_row(g, t);
+      const int8_t *restrict from = q8 + src * dp;
       uint8_t *restrict to = q_hat + t * dp;
       for (int64_t c = 0; c < dp; c++) to[c] = (uint8_t)(from[c] + 128);
-      q_scale[t] = qs[svg_band_src_row(g, t)] * tau;
+      q_scale[t] = qs[src] * tau;
     }
   } else {
     sage_quantize_rows(q, S, dp, NULL, NULL, cfg->qmax, cfg->gran, true, h->amax, (int8_t *)q_hat, q_scale);
