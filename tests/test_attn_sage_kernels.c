@@ -125,6 +125,80 @@ static void packed_k_round_trips_with_sums(void **state) {
   }
 }
 
+/* The pre-pass kernels added for speed: each AVX-512 twin against its
+ * scalar one, bit for bit, on rows with NaN, inf, denormals, -0 and
+ * outliers, at widths that are and are not multiples of 16; and the
+ * per-token quantizer's single pass against the row kernels. */
+static void prepass_twins_agree(void **state) {
+  (void)state;
+  sparq_rng rng = sparq_rng_make(13, 0);
+  const int64_t widths[] = {32, 40, 96, 100, 256};
+  for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+    const int64_t dp = widths[wi], nk = 37, nk_pad = 48;
+    float *x = sparq_alloc((size_t)(nk * dp) * sizeof(float), "x");
+    sparq_rng_fill_normal(&rng, x, (size_t)(nk * dp), 0, 3);
+    x[0] = 1e30f, x[1] = -0.0f, x[2] = 1e-40f, x[3] = -3e-39f; /* outlier, -0, denormals */
+    x[5 * dp + dp - 1] = NAN;                                  /* in the last lane of a row */
+    x[9 * dp + dp / 2] = INFINITY;
+    x[11 * dp] = -INFINITY;
+    x[20 * dp + 3] = 65504.0f * 65504.0f;
+    x[nk * dp - 1] = NAN; /* the last row, for the V packer's odd tail */
+    double acc_ref[256] = {0}, acc_simd[256] = {0};
+    uint16_t *v_ref = sparq_alloc((size_t)(nk_pad * dp) * 2, "v"), *v_simd = sparq_alloc((size_t)(nk_pad * dp) * 2, "v");
+    int8_t *k8 = sparq_alloc((size_t)(nk * dp), "k8"), *pk_ref = sparq_alloc((size_t)(nk_pad * dp), "pk"),
+           *pk_simd = sparq_alloc((size_t)(nk_pad * dp), "pk");
+    int32_t corr_ref[48], corr_simd[48];
+    for (int64_t i = 0; i < nk * dp; i++) k8[i] = rand_s8(&rng, 127);
+    k8[0] = -127, k8[dp - 1] = 127;
+    sage_pack_v_bf16_ref(x, nk, nk_pad, dp, v_ref);
+    sage_pack_k_ref(k8, nk, nk_pad, dp, pk_ref, corr_ref);
+    for (int64_t t = 0; t < nk; t++) {
+      const bool fin = sage_row_finite_ref(x + t * dp, dp);
+      assert_true(fin == !(t == 5 || t == 9 || t == 11 || t == nk - 1));
+      if (fin) sage_row_add_f64_ref(x + t * dp, dp, acc_ref);
+#ifdef SPARQ_HAVE_X86_SIMD
+      if (sparq_isa_active() == SPARQ_ISA_AVX512) {
+        assert_true(sage_row_finite_avx512(x + t * dp, dp) == fin);
+        if (fin) sage_row_add_f64_avx512(x + t * dp, dp, acc_simd);
+      }
+#endif
+    }
+    /* the V packer's layout: key j, channel c at [j / 2][c][j % 2], zeros past nk */
+    for (int64_t j = 0; j < nk_pad; j++)
+      for (int64_t c = 0; c < dp; c++)
+        assert_int_equal(v_ref[(j / 2) * dp * 2 + 2 * c + j % 2], j < nk ? sparq_bf16_from_f32(x[j * dp + c]) : 0);
+#ifdef SPARQ_HAVE_X86_SIMD
+    if (sparq_isa_active() == SPARQ_ISA_AVX512) {
+      assert_memory_equal(acc_ref, acc_simd, (size_t)dp * sizeof(double));
+      sage_pack_v_bf16_avx512(x, nk, nk_pad, dp, v_simd);
+      assert_memory_equal(v_ref, v_simd, (size_t)(nk_pad * dp) * 2);
+      sage_pack_k_avx512(k8, nk, nk_pad, dp, pk_simd, corr_simd);
+      assert_memory_equal(pk_ref, pk_simd, (size_t)(nk_pad * dp));
+      assert_memory_equal(corr_ref, corr_simd, sizeof corr_ref);
+    }
+#endif
+    /* per_token: one pass per row, the same bits as the row kernels */
+    if (dp % 32 == 0) {
+      float scale[37], sub[256];
+      int8_t *q = sparq_alloc((size_t)(nk * dp), "q"), row[256];
+      sparq_rng_fill_normal(&rng, sub, (size_t)dp, 0, 1);
+      sage_quantize_rows(x, nk, dp, sub, NULL, 127, SPARQ_ATTN_GRAN_PER_TOKEN, false, NULL, q, scale);
+      for (int64_t t = 0; t < nk; t++) {
+        if (!sage_row_finite_ref(x + t * dp, dp)) {
+          assert_true(isnan(scale[t]));
+          continue;
+        }
+        const float delta = sage_row_absmax_ref(x + t * dp, sub, dp) / 127.0f + 1e-7f;
+        assert_true(scale[t] == delta);
+        sage_row_quant_ref(x + t * dp, sub, dp, delta, 127.0f, row);
+        assert_memory_equal(q + t * dp, row, (size_t)dp);
+      }
+      sparq_free(q);
+    }
+    sparq_free(x), sparq_free(v_ref), sparq_free(v_simd), sparq_free(k8), sparq_free(pk_ref), sparq_free(pk_simd);
+  }
+}
+
 /* ------------------------------------------------------------ QK tile */
 
 typedef struct tile_data {
@@ -366,16 +440,34 @@ static void pv_kernels_simd_match_scalar(void **state) {
     for (int i = 0; i < 64 * dp; i++) v16[i] = rand_bf16(&rng, i % 7 ? 1.0f : 1e4f);
     p16[3] = sparq_bf16_from_f32(NAN);
     for (int r = 0; r < ROWS; r++) alpha[r] = r % 3 ? sparq_rng_uniform(&rng) : 0.0f;
-    for (int acc = SAGE_ACC_SINGLE_F32; acc <= SAGE_ACC_TWO_F22; acc++) {
-      for (int i = 0; i < ROWS * dp; i++) o1[i] = o2[i] = sparq_rng_normal(&rng);
-      sage_pv_bf16_ref(p16, v16, ROWS, dp, o1, alpha, (sage_accum)acc);
+    /* all pairs, and per 4 rows a prefix of them (none, part of the first
+     * FP22 step, past it) */
+    static const uint8_t some_pairs[ROWS / 4] = {0, 11, 23};
+    for (int acc = SAGE_ACC_SINGLE_F32; acc <= SAGE_ACC_TWO_F22; acc++)
+      for (int prefix = 0; prefix < 2; prefix++) {
+        const uint8_t *np = prefix ? some_pairs : NULL;
+        for (int i = 0; i < ROWS * dp; i++) o1[i] = o2[i] = sparq_rng_normal(&rng);
+        sage_pv_bf16_ref(p16, v16, ROWS, dp, o1, alpha, (sage_accum)acc, np);
 #ifdef SPARQ_HAVE_X86_SIMD
-      if (sparq_has_bf16()) {
-        sage_pv_bf16_avx512bf16(p16, v16, ROWS, dp, o2, alpha, (sage_accum)acc);
-        if (sage_bits_differ(o1, o2, (size_t)(ROWS * dp)))
-          fail_msg("bf16 pv dp=%lld accumulation %d differs", (long long)dp, acc);
-      }
+        if (sparq_has_bf16()) {
+          sage_pv_bf16_avx512bf16(p16, v16, ROWS, dp, o2, alpha, (sage_accum)acc, np);
+          if (sage_bits_differ(o1, o2, (size_t)(ROWS * dp)))
+            fail_msg("bf16 pv dp=%lld accumulation %d prefix %d differs", (long long)dp, acc, prefix);
+        }
 #endif
+      }
+    /* skipping pairs whose P-tilde is 0 gives the same values as summing them */
+    {
+      static uint16_t pz[SAGE_P_ROWS * 64];
+      static float oz[SAGE_P_ROWS * 256];
+      memcpy(pz, p16, sizeof pz);
+      pz[3] = 0; /* no NaN: 0 x NaN would differ from a skip */
+      for (int r = 0; r < ROWS; r++)
+        for (int k = 2 * some_pairs[r / 4]; k < 64; k++) pz[r * 64 + k] = 0;
+      for (int i = 0; i < ROWS * dp; i++) o1[i] = oz[i] = sparq_rng_normal(&rng);
+      sage_pv_bf16_ref(pz, v16, ROWS, dp, o1, alpha, SAGE_ACC_TWO_F32, NULL);
+      sage_pv_bf16_ref(pz, v16, ROWS, dp, oz, alpha, SAGE_ACC_TWO_F32, some_pairs);
+      for (int i = 0; i < ROWS * dp; i++) assert_true(o1[i] == oz[i]);
     }
     /* u8 x s8, extremes included */
     for (int i = 0; i < ROWS * 64; i++) p8[i] = (uint8_t)sparq_rng_below(&rng, 256);
@@ -586,6 +678,7 @@ int main(void) {
       cmocka_unit_test(group_tables_follow_the_spec),
       cmocka_unit_test(quantizer_is_symmetric_clamped_and_twins_agree),
       cmocka_unit_test(packed_k_round_trips_with_sums),
+      cmocka_unit_test(prepass_twins_agree),
       cmocka_unit_test(sign_trick_sums_equal_plain_int_sums),
       cmocka_unit_test(refined_sums_equal_plain_int_sums),
       cmocka_unit_test(qk_softmax_tile_simd_matches_scalar),

@@ -108,7 +108,7 @@ static sparq_status check_shape_and_options(const char *fn, const sparq_attn_sha
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
     if (sizes[i].value < 1)
       return sparq_fail(SPARQ_ERR_ARG, "%s: %s %lld must be >= 1", fn, sizes[i].name, (long long)sizes[i].value);
-  if (s->head_dim > 256)
+  if (s->head_dim > ATTN_MAX_DIM)
     return sparq_fail(SPARQ_ERR_ARG, "%s: head_dim %lld is larger than 256", fn, (long long)s->head_dim);
   if (s->q_heads % s->kv_heads)
     return sparq_fail(SPARQ_ERR_ARG, "%s: q_heads %lld is not a multiple of kv_heads %lld (grouped-query attention)",

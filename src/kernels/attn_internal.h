@@ -10,7 +10,7 @@
 
 #include "sparq/attention.h"
 
-enum { ATTN_DIM_ALIGN = 32 };
+enum { ATTN_DIM_ALIGN = 32, ATTN_MAX_DIM = 256 /* largest head_dim, so also the largest dp */ };
 
 /* Element strides of a [batch][heads][len][dp]-indexed tensor. */
 typedef struct attn_strides {

@@ -144,10 +144,18 @@ typedef struct sage_q {
 
 /* Smoothing mean over the rows of x[n][dp] whose values are all finite (a
  * row with a NaN or inf must poison only what it touches, as in exact
- * attention); zeros when no row is finite. Accumulates in double. */
+ * attention); zeros when no row is finite. Accumulates in double, per
+ * channel in row order. */
 void sage_mean_rows(const float *x, int64_t n, int64_t dp, float *mean);
-/* True when row x[0..dp) holds no NaN or inf. */
+/* True when row x[0..dp) holds no NaN or inf (the picked twin of the two below). */
 bool sage_row_finite(const float *x, int64_t dp);
+bool sage_row_finite_ref(const float *x, int64_t dp);
+/* acc[c] += (double)x[c] for c < dp. */
+void sage_row_add_f64_ref(const float *x, int64_t dp, double *acc);
+#ifdef SPARQ_HAVE_X86_SIMD
+bool sage_row_finite_avx512(const float *x, int64_t dp);
+void sage_row_add_f64_avx512(const float *x, int64_t dp, double *acc);
+#endif
 
 /* Quantizes rows x[n][dp] (minus sub[dp] when sub is not NULL, or minus
  * sub_rows[t / SAGE_QBLOCK][dp] when that is not NULL) per group of
@@ -155,7 +163,8 @@ bool sage_row_finite(const float *x, int64_t dp);
  * x-hat = clamp(round_half_even(x / delta), -qmax, qmax). Writes x-hat to
  * q[t][dp] and the per-token delta to scale[t]; a row with a non-finite
  * value gets x-hat 0 and delta NaN, so it poisons its own scores only.
- * amax is scratch of group_count floats. */
+ * amax is scratch of group_count floats (unused per token: a token is its
+ * own group, so each row is visited once). */
 void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub, const float *sub_rows, int qmax,
                         sparq_attn_granularity g, bool is_q, float *amax, int8_t *q, float *scale);
 
@@ -169,8 +178,13 @@ void sage_row_quant_avx512(const float *x, const float *s, int64_t dp, float del
 #endif
 
 /* Packs K-hat rows [nk][dp] into the vpdpbusd layout [nk_pad / 16][dp / 4][16][4]
- * (zeros past nk) and writes corr[j] = 128 sum_c K-hat[j][c]. */
+ * (zeros past nk) and writes corr[j] = 128 sum_c K-hat[j][c]; nk_pad is a
+ * multiple of 16. sage_pack_k picks the twin. */
 void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr);
+void sage_pack_k_ref(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr);
+#ifdef SPARQ_HAVE_X86_SIMD
+void sage_pack_k_avx512(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr);
+#endif
 /* Element (j, c) of a packed K-hat. */
 static inline int8_t sage_packed_k_at(const int8_t *packed, int64_t dp, int64_t j, int64_t c) {
   return packed[((j / 16) * (dp / 4) + c / 4) * 64 + (j % 16) * 4 + c % 4];
@@ -189,6 +203,13 @@ static inline bool sage_refine_wanted(const sage_config *cfg, float sm_scale, co
   return cfg->refine == SPARQ_ATTN_ON ||
          (double)sm_scale * (double)*q->q_norm_max * (double)*kv->k_step_max / sqrt(12.0) > SAGE_REFINE_NATS;
 }
+
+/* BF16 V-hat in the vdpbf16ps layout [nk_pad / 2][dp][2] from V[nk][dp]
+ * (zeros past nk; nk_pad even), rounded as sparq_bf16_from_f32. */
+void sage_pack_v_bf16_ref(const float *v, int64_t nk, int64_t nk_pad, int64_t dp, uint16_t *dst);
+#ifdef SPARQ_HAVE_X86_SIMD
+void sage_pack_v_bf16_avx512(const float *v, int64_t nk, int64_t nk_pad, int64_t dp, uint16_t *dst);
+#endif
 
 /* Prepares V of one kv head for cfg's PV path into kv->v_mean, v_scale,
  * v_hat. tmp is scratch of nk * dp floats. */
@@ -276,6 +297,17 @@ static inline int sage_mask_from(const sage_qk_tile *t, int r) {
   return limit < 0 ? 0 : limit > SAGE_BK ? SAGE_BK : (int)limit;
 }
 
+/* Keys of the block (0..SAGE_BK) that some row of the tile sees: the keys
+ * from here on are masked for every row, so kernels may skip them. */
+static inline int sage_tile_key_end(const sage_qk_tile *t) {
+  int end = 0;
+  for (int r = 0; r < SAGE_QK_ROWS; r++) {
+    const int from = sage_mask_from(t, r);
+    end = from > end ? from : end;
+  }
+  return end;
+}
+
 /* Online-softmax step of row r given its block max: sets alpha[r] and the
  * running max, returns the bias b with P-tilde = 2^(s - b). */
 static inline float sage_row_begin(const sage_qk_tile *t, int r, float block_max) {
@@ -330,9 +362,12 @@ void sage_qk_tile_vnni(const sage_qk_tile *t);
 /* PV of one 64-key block for `rows` rows (a multiple of 4; the P tile has
  * SAGE_BK columns per row, O has dp), O updated per `accum`:
  *   BF16: p uint16 [rows][SAGE_BK], v [SAGE_BK / 2][dp][2]; R = sum of key
- *   pairs in FP32 (vdpbf16ps), every accumulation mode except TWO_F16. */
+ *   pairs in FP32 (vdpbf16ps), every accumulation mode except TWO_F16.
+ *   npairs, when not NULL, gives per 4 rows the key pairs to sum (0..32):
+ *   the pairs after them hold P-tilde 0 for those rows (a causal diagonal)
+ *   and are skipped; NULL sums all 32. */
 void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha,
-                      sage_accum accum);
+                      sage_accum accum, const uint8_t *npairs);
 /* FP16: p uint16 [SAGE_P_ROWS][SAGE_BK], v uint16 [SAGE_BK][dp]; o = alpha o + R,
  * R accumulated key by key in FP16 (each step one rounding, as vfmadd231ph). */
 void sage_pv_f16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
@@ -340,7 +375,7 @@ void sage_pv_f16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t
 void sage_pv_u8_ref(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
 #ifdef SPARQ_HAVE_X86_SIMD
 void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
-                             const float *alpha, sage_accum accum);
+                             const float *alpha, sage_accum accum, const uint8_t *npairs);
 void sage_pv_f16_avx512(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
                         const float *alpha);
 void sage_pv_u8_vnni(const uint8_t *p, const int8_t *v, int64_t rows, int64_t dp, float *o, const float *alpha);
@@ -457,7 +492,8 @@ sage_q sage_q_at(const sage_buffers *b, const sage_geom *g, int64_t idx);
 /* Kernels picked once per call from the active ISA. */
 typedef struct sage_kernels {
   void (*qk)(const sage_qk_tile *);
-  void (*pv_bf16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *, sage_accum);
+  void (*pv_bf16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *, sage_accum,
+                  const uint8_t *);
   void (*pv_f16)(const uint16_t *, const uint16_t *, int64_t, int64_t, float *, const float *);
   void (*pv_u8)(const uint8_t *, const int8_t *, int64_t, int64_t, float *, const float *);
 } sage_kernels;

@@ -43,15 +43,17 @@ sage_p_format sage_p_format_of(const sage_config *cfg) {
 size_t sage_p_bytes(sage_p_format f) { return f == SAGE_P_F32 ? 4 : f == SAGE_P_U8 ? 1 : 2; }
 
 /* PV of key block kb for rows4 rows: R = P-hat V-hat into O per the
- * accumulation mode (spec §2.6). */
-static void pv_block(const sage_run *run, const sage_scratch *s, const sage_kv *kv, int64_t kb, int64_t rows4) {
+ * accumulation mode (spec §2.6); the BF16 path sums per 4 rows only the key
+ * pairs that some of them see (npairs). */
+static void pv_block(const sage_run *run, const sage_scratch *s, const sage_kv *kv, int64_t kb, int64_t rows4,
+                     const uint8_t *npairs) {
   const int64_t dp = run->g->dp;
   const size_t voff = (size_t)(kb * SAGE_BK * dp);
   switch (run->cfg->pv) {
     case SAGE_PV_F16: run->k.pv_f16(s->p, (const uint16_t *)kv->v_hat + voff, rows4, dp, s->o, s->alpha); break;
     case SAGE_PV_U8: run->k.pv_u8(s->p, (const int8_t *)kv->v_hat + voff, rows4, dp, s->o, s->alpha); break;
     case SAGE_PV_BF16:
-      run->k.pv_bf16(s->p, (const uint16_t *)kv->v_hat + voff, rows4, dp, s->o, s->alpha, run->cfg->accum);
+      run->k.pv_bf16(s->p, (const uint16_t *)kv->v_hat + voff, rows4, dp, s->o, s->alpha, run->cfg->accum, npairs);
       break;
   }
 }
@@ -80,6 +82,7 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
   const bool refine = kv.k_lo && *kv.k_fine && sage_refine_wanted(cfg, p->scale, &q, &kv);
   const int32_t *k_corr = refine ? kv.k_corr_fine : kv.k_corr;
   const float *k_scale = refine ? kv.k_scale_fine : kv.k_scale;
+  uint8_t npairs[SAGE_P_ROWS / SAGE_QK_ROWS];
   for (int64_t kb = 0; kb < nkb; kb++) {
     const int64_t key0 = kb * SAGE_BK;
     for (int64_t rt = 0; rt < rows4; rt += SAGE_QK_ROWS) {
@@ -108,8 +111,9 @@ void sage_run_item(const sage_run *run, const sage_scratch *s, int64_t item) {
       t.state = s->state + rt;
       t.alpha = s->alpha + rt;
       run->k.qk(&t);
+      npairs[rt / SAGE_QK_ROWS] = (uint8_t)(t.masked ? (sage_tile_key_end(&t) + 1) / 2 : SAGE_BK / 2);
     }
-    pv_block(run, s, &kv, kb, rows4);
+    pv_block(run, s, &kv, kb, rows4, npairs);
   }
 
   /* O_i = O_i / l_i * dV (+ v_mean); u8 P-hat carries 2^sigma / 255 more */

@@ -49,27 +49,47 @@ int64_t sage_k_group_count(sparq_attn_granularity g, int64_t n) {
 
 /* ---------------------------------------------------------- smoothing */
 
-bool sage_row_finite(const float *x, int64_t dp) {
+bool sage_row_finite_ref(const float *x, int64_t dp) {
   /* integer test: DAZ cannot change it and NaN needs no float compare */
   uint32_t bad = 0;
   for (int64_t c = 0; c < dp; c++) bad |= (f32_bits(x[c]) & 0x7F800000u) == 0x7F800000u;
   return !bad;
 }
 
+void sage_row_add_f64_ref(const float *x, int64_t dp, double *acc) {
+  for (int64_t c = 0; c < dp; c++) acc[c] += x[c];
+}
+
+/* The row kernels of this file, picked once per call. */
+typedef struct prep_kernels {
+  bool (*finite)(const float *x, int64_t dp);
+  void (*add_f64)(const float *x, int64_t dp, double *acc);
+  float (*absmax)(const float *x, const float *s, int64_t dp);
+  void (*quant)(const float *x, const float *s, int64_t dp, float delta, float qmax, int8_t *q);
+} prep_kernels;
+
+static prep_kernels pick(void) {
+  prep_kernels k = {sage_row_finite_ref, sage_row_add_f64_ref, sage_row_absmax_ref, sage_row_quant_ref};
+#ifdef SPARQ_HAVE_X86_SIMD
+  if (sparq_isa_active() == SPARQ_ISA_AVX512)
+    k = (prep_kernels){sage_row_finite_avx512, sage_row_add_f64_avx512, sage_row_absmax_avx512,
+                       sage_row_quant_avx512};
+#endif
+  return k;
+}
+
+bool sage_row_finite(const float *x, int64_t dp) { return pick().finite(x, dp); }
+
 void sage_mean_rows(const float *x, int64_t n, int64_t dp, float *mean) {
-  enum { CHUNK = 64 };
-  double acc[CHUNK];
-  for (int64_t c0 = 0; c0 < dp; c0 += CHUNK) {
-    const int64_t w = dp - c0 < CHUNK ? dp - c0 : CHUNK;
-    int64_t count = 0;
-    memset(acc, 0, sizeof acc);
-    for (int64_t t = 0; t < n; t++) {
-      if (!sage_row_finite(x + t * dp, dp)) continue;
-      count++;
-      for (int64_t c = 0; c < w; c++) acc[c] += x[t * dp + c0 + c];
-    }
-    for (int64_t c = 0; c < w; c++) mean[c0 + c] = count ? (float)(acc[c] / (double)count) : 0.0f;
+  const prep_kernels k = pick();
+  double acc[ATTN_MAX_DIM] = {0}; /* per channel, in row order */
+  int64_t count = 0;
+  for (int64_t t = 0; t < n; t++) {
+    if (!k.finite(x + t * dp, dp)) continue;
+    count++;
+    k.add_f64(x + t * dp, dp, acc);
   }
+  for (int64_t c = 0; c < dp; c++) mean[c] = count ? (float)(acc[c] / (double)count) : 0.0f;
 }
 
 void sage_delta_s(const float *q_mean, int64_t nqb, const float *k, const float *k_mean, int64_t nk,
@@ -112,24 +132,35 @@ void sage_row_quant_ref(const float *x, const float *s, int64_t dp, float delta,
 
 void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub, const float *sub_rows, int qmax,
                         sparq_attn_granularity g, bool is_q, float *amax, int8_t *q, float *scale) {
-  float (*absmax)(const float *, const float *, int64_t) = sage_row_absmax_ref;
-  void (*quant)(const float *, const float *, int64_t, float, float, int8_t *) = sage_row_quant_ref;
-#ifdef SPARQ_HAVE_X86_SIMD
-  if (sparq_isa_active() == SPARQ_ISA_AVX512) absmax = sage_row_absmax_avx512, quant = sage_row_quant_avx512;
-#endif
+  const prep_kernels k = pick();
+  const float fq = (float)qmax;
+  if (g == SPARQ_ATTN_GRAN_PER_TOKEN) { /* a token is its own group: one visit per row */
+    for (int64_t t = 0; t < n; t++) {
+      int8_t *row = q + t * dp;
+      if (!k.finite(x + t * dp, dp)) {
+        memset(row, 0, (size_t)dp);
+        scale[t] = NAN;
+        continue;
+      }
+      const float *s = sub ? sub : sub_rows ? sub_rows + (t / SAGE_QBLOCK) * dp : NULL;
+      const float delta = k.absmax(x + t * dp, s, dp) / fq + 1e-7f; /* as below */
+      scale[t] = delta;
+      k.quant(x + t * dp, s, dp, delta, fq, row);
+    }
+    return;
+  }
   const int64_t ng = is_q ? sage_q_group_count(g, n) : sage_k_group_count(g, n);
   for (int64_t i = 0; i < ng; i++) amax[i] = 0.0f;
   for (int64_t t = 0; t < n; t++) {
-    if (!sage_row_finite(x + t * dp, dp)) continue;
+    if (!k.finite(x + t * dp, dp)) continue;
     const float *s = sub ? sub : sub_rows ? sub_rows + (t / SAGE_QBLOCK) * dp : NULL;
     float *a = &amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)];
-    float m = absmax(x + t * dp, s, dp);
+    float m = k.absmax(x + t * dp, s, dp);
     *a = m > *a ? m : *a;
   }
-  const float fq = (float)qmax;
   for (int64_t t = 0; t < n; t++) {
     int8_t *row = q + t * dp;
-    if (!sage_row_finite(x + t * dp, dp)) {
+    if (!k.finite(x + t * dp, dp)) {
       memset(row, 0, (size_t)dp);
       scale[t] = NAN;
       continue;
@@ -138,11 +169,11 @@ void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub,
     /* spec §2.3: delta = max|x| / qmax + 1e-7 (the epsilon keeps an all-zero group finite) */
     const float delta = amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)] / fq + 1e-7f;
     scale[t] = delta;
-    quant(x + t * dp, s, dp, delta, fq, row);
+    k.quant(x + t * dp, s, dp, delta, fq, row);
   }
 }
 
-void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr) {
+void sage_pack_k_ref(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr) {
   /* written in packed order, 4 bytes (one key, 4 channels) at a time */
   int8_t *dst = packed;
   for (int64_t g = 0; g < nk_pad / 16; g++)
@@ -156,6 +187,16 @@ void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, in
     for (int64_t c = 0; j < nk && c < dp; c++) sum += k_hat[j * dp + c];
     corr[j] = 128 * sum;
   }
+}
+
+void sage_pack_k(const int8_t *k_hat, int64_t nk, int64_t nk_pad, int64_t dp, int8_t *packed, int32_t *corr) {
+#ifdef SPARQ_HAVE_X86_SIMD
+  if (sparq_isa_active() == SPARQ_ISA_AVX512) {
+    sage_pack_k_avx512(k_hat, nk, nk_pad, dp, packed, corr);
+    return;
+  }
+#endif
+  sage_pack_k_ref(k_hat, nk, nk_pad, dp, packed, corr);
 }
 
 void sage_prepare_k_residual(const float *k, const float *mean, int64_t nk, int64_t nk_pad, int64_t dp,
@@ -226,20 +267,31 @@ static void store_v_row(sage_pv_kind kind, const uint16_t *row16, const int8_t *
   }
 }
 
+void sage_pack_v_bf16_ref(const float *v, int64_t nk, int64_t nk_pad, int64_t dp, uint16_t *dst) {
+  for (int64_t j = 0; j < nk_pad; j++)
+    for (int64_t c = 0; c < dp; c++) /* [key pair][channel][2] */
+      dst[(j / 2) * dp * 2 + 2 * c + j % 2] = j < nk ? sparq_bf16_from_f32(v[j * dp + c]) : 0;
+}
+
 void sage_prepare_v(const sage_config *cfg, const float *v, int64_t nk, int64_t nk_pad, int64_t dp, float *tmp,
                     sage_kv *kv) {
+  const float range = cfg->round == SAGE_ROUND_U8 ? 127.0f : cfg->v_range;
+  for (int64_t c = 0; c < dp; c++) kv->v_scale[c] = 1.0f;
   if (cfg->smooth_v) sage_mean_rows(v, nk, dp, kv->v_mean);
   else memset(kv->v_mean, 0, (size_t)dp * sizeof(float));
-  for (int64_t t = 0; t < nk; t++)
-    for (int64_t c = 0; c < dp; c++) tmp[t * dp + c] = v[t * dp + c] - kv->v_mean[c];
+  /* V' = (V - v_mean) / dV goes through tmp, unless it is V itself */
+  const float *y = v;
+  if (cfg->smooth_v || range > 0) {
+    for (int64_t t = 0; t < nk; t++)
+      for (int64_t c = 0; c < dp; c++) tmp[t * dp + c] = v[t * dp + c] - kv->v_mean[c];
+    y = tmp;
+  }
 
   /* v_scale: dV = max|V'| / Vr per channel; 1 where V stays unscaled or a
    * channel is all zero (the padding channels) */
-  const float range = cfg->round == SAGE_ROUND_U8 ? 127.0f : cfg->v_range;
-  for (int64_t c = 0; c < dp; c++) kv->v_scale[c] = 1.0f;
   if (range > 0) {
-    bool nonfinite[256];
-    float amax[256];
+    bool nonfinite[ATTN_MAX_DIM];
+    float amax[ATTN_MAX_DIM];
     channel_amax(tmp, nk, dp, amax, nonfinite);
     for (int64_t c = 0; c < dp; c++) {
       float sc = amax[c] > 0 ? amax[c] / range : 1.0f;
@@ -251,28 +303,38 @@ void sage_prepare_v(const sage_config *cfg, const float *v, int64_t nk, int64_t 
       for (int64_t c = 0; c < dp; c++) tmp[t * dp + c] /= kv->v_scale[c];
   }
 
+  if (cfg->round == SAGE_ROUND_BF16 && cfg->pv == SAGE_PV_BF16) { /* sage_cpu's default: the hot case */
+#ifdef SPARQ_HAVE_X86_SIMD
+    if (sparq_isa_active() == SPARQ_ISA_AVX512) {
+      sage_pack_v_bf16_avx512(y, nk, nk_pad, dp, kv->v_hat);
+      return;
+    }
+#endif
+    sage_pack_v_bf16_ref(y, nk, nk_pad, dp, kv->v_hat);
+    return;
+  }
   const size_t elems = (size_t)(nk_pad * dp);
   memset(kv->v_hat, 0, cfg->pv == SAGE_PV_U8 ? elems : elems * sizeof(uint16_t));
-  uint16_t row16[256];
-  uint8_t codes[256];
-  int8_t row8[256];
+  uint16_t row16[ATTN_MAX_DIM];
+  uint8_t codes[ATTN_MAX_DIM];
+  int8_t row8[ATTN_MAX_DIM];
   for (int64_t t = 0; t < nk; t++) {
-    const float *y = tmp + t * dp;
+    const float *yt = y + t * dp;
     switch (cfg->round) {
       case SAGE_ROUND_U8:
         for (int64_t c = 0; c < dp; c++)
-          row8[c] = (f32_bits(y[c]) & 0x7FFFFFFFu) >= 0x7F800000u ? 0 : (int8_t)quantize_one(y[c], 1.0f, 127.0f);
+          row8[c] = (f32_bits(yt[c]) & 0x7FFFFFFFu) >= 0x7F800000u ? 0 : (int8_t)quantize_one(yt[c], 1.0f, 127.0f);
         break;
       case SAGE_ROUND_E4M3:
         /* E4M3 values are exact in BF16 and FP16 alike */
-        sparq_f32_to_e4m3_n(y, codes, (size_t)dp);
+        sparq_f32_to_e4m3_n(yt, codes, (size_t)dp);
         for (int64_t c = 0; c < dp; c++) {
           float e = sparq_e4m3_to_f32(codes[c]);
           row16[c] = cfg->pv == SAGE_PV_BF16 ? sparq_bf16_from_f32(e) : sparq_f16_from_f32(e);
         }
         break;
-      case SAGE_ROUND_BF16: sparq_f32_to_bf16_n(y, row16, (size_t)dp); break;
-      case SAGE_ROUND_F16: sparq_f32_to_f16_n(y, row16, (size_t)dp); break;
+      case SAGE_ROUND_BF16: sparq_f32_to_bf16_n(yt, row16, (size_t)dp); break;
+      case SAGE_ROUND_F16: sparq_f32_to_f16_n(yt, row16, (size_t)dp); break;
     }
     store_v_row(cfg->pv, row16, row8, t, dp, kv->v_hat);
   }

@@ -20,7 +20,7 @@ static inline float bf16f(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 enum { ROWS = 4, MAXDP = 256 };
 
 void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o, const float *alpha,
-                      sage_accum accum) {
+                      sage_accum accum, const uint8_t *npairs) {
   const bool single = accum == SAGE_ACC_SINGLE_F32 || accum == SAGE_ACC_SINGLE_F22;
   const bool f22 = accum == SAGE_ACC_SINGLE_F22 || accum == SAGE_ACC_TWO_F22;
   /* F22 modes sum each 32-key MMA step alone, then round it into the accumulator */
@@ -33,7 +33,9 @@ void sage_pv_bf16_ref(const uint16_t *p, const uint16_t *v, int64_t rows, int64_
     for (int st = 0; st < steps; st++) {
       for (int64_t r = 0; r < nr; r++)
         for (int64_t c = 0; c < dp; c++) t[r][c] = f22 ? 0.0f : acc[r][c];
-      for (int kk = st * pairs; kk < (st + 1) * pairs; kk++) {
+      const int np = npairs ? npairs[r0 / ROWS] : SAGE_BK / 2;
+      const int end = (st + 1) * pairs < np ? (st + 1) * pairs : np;
+      for (int kk = st * pairs; kk < end; kk++) {
         for (int64_t c = 0; c < dp; c++) v0[c] = bf16f(v[(kk * dp + c) * 2]), v1[c] = bf16f(v[(kk * dp + c) * 2 + 1]);
         for (int64_t r = 0; r < nr; r++) {
           const float p0 = bf16f(p[(r0 + r) * SAGE_BK + 2 * kk]), p1 = bf16f(p[(r0 + r) * SAGE_BK + 2 * kk + 1]);

@@ -30,7 +30,7 @@ static inline int32_t load_i32(const void *p) {
  * a second set of accumulators for the 32-key step sums, so they run with
  * W = 2 to stay within the 32 zmm registers. */
 INLINE TARGET_BF16 void pv_bf16_tile(const uint16_t *p, const uint16_t *v, int64_t dp, int64_t c0, const int W,
-                                     float *o, const float *alpha, const sage_accum accum) {
+                                     float *o, const float *alpha, const sage_accum accum, int npairs) {
   const bool single = accum == SAGE_ACC_SINGLE_F32 || accum == SAGE_ACC_SINGLE_F22;
   const bool f22 = accum == SAGE_ACC_SINGLE_F22 || accum == SAGE_ACC_TWO_F22;
   const int steps = f22 ? 2 : 1, pairs = SAGE_BK / 2 / steps;
@@ -43,7 +43,8 @@ INLINE TARGET_BF16 void pv_bf16_tile(const uint16_t *p, const uint16_t *v, int64
   for (int st = 0; st < steps; st++) {
     for (int r = 0; r < 4; r++)
       for (int w = 0; w < W; w++) t[r][w] = f22 ? _mm512_setzero_ps() : acc[r][w];
-    for (int kk = st * pairs; kk < (st + 1) * pairs; kk++) {
+    const int end = (st + 1) * pairs < npairs ? (st + 1) * pairs : npairs;
+    for (int kk = st * pairs; kk < end; kk++) {
       __m512i vv[4];
       for (int w = 0; w < W; w++) vv[w] = _mm512_loadu_si512(v + (kk * dp + c0 + 16 * w) * 2);
       for (int r = 0; r < 4; r++) {
@@ -66,25 +67,26 @@ INLINE TARGET_BF16 void pv_bf16_tile(const uint16_t *p, const uint16_t *v, int64
 }
 
 INLINE TARGET_BF16 void pv_bf16_rows(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
-                                     const float *alpha, const sage_accum accum) {
+                                     const float *alpha, const sage_accum accum, const uint8_t *pairs) {
   const bool f22 = accum == SAGE_ACC_SINGLE_F22 || accum == SAGE_ACC_TWO_F22;
   for (int64_t r0 = 0; r0 < rows; r0 += 4) {
     const uint16_t *pr = p + r0 * SAGE_BK;
     float *orow = o + r0 * dp;
+    const int np = pairs ? pairs[r0 / 4] : SAGE_BK / 2;
     int64_t c0 = 0;
     if (!f22)
-      for (; c0 + 64 <= dp; c0 += 64) pv_bf16_tile(pr, v, dp, c0, 4, orow, alpha + r0, accum);
-    for (; c0 < dp; c0 += 32) pv_bf16_tile(pr, v, dp, c0, 2, orow, alpha + r0, accum);
+      for (; c0 + 64 <= dp; c0 += 64) pv_bf16_tile(pr, v, dp, c0, 4, orow, alpha + r0, accum, np);
+    for (; c0 < dp; c0 += 32) pv_bf16_tile(pr, v, dp, c0, 2, orow, alpha + r0, accum, np);
   }
 }
 
 TARGET_BF16 void sage_pv_bf16_avx512bf16(const uint16_t *p, const uint16_t *v, int64_t rows, int64_t dp, float *o,
-                                         const float *alpha, sage_accum accum) {
+                                         const float *alpha, sage_accum accum, const uint8_t *pairs) {
   switch (accum) {
-    case SAGE_ACC_SINGLE_F32: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F32); break;
-    case SAGE_ACC_SINGLE_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F22); break;
-    case SAGE_ACC_TWO_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F22); break;
-    default: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F32); break;
+    case SAGE_ACC_SINGLE_F32: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F32, pairs); break;
+    case SAGE_ACC_SINGLE_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_SINGLE_F22, pairs); break;
+    case SAGE_ACC_TWO_F22: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F22, pairs); break;
+    default: pv_bf16_rows(p, v, rows, dp, o, alpha, SAGE_ACC_TWO_F32, pairs); break;
   }
 }
 

@@ -14,12 +14,14 @@
 
 #define TARGET_QK __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
-/* Sums of u8 (Q-hat + 128) x s8 K-hat over dp for 4 rows x 4 groups of 16
- * keys; with refine_k (t->k_lo) the sums are scaled by 128 and a second
- * pass adds those of K-lo. Named accumulators: with an array gcc 12
+/* Sums of u8 (Q-hat + 128) x s8 K-hat over dp for 4 rows x the first ng
+ * groups of 16 keys (ng is a constant after inlining; the other groups are
+ * set to 0); with refine_k (t->k_lo) the sums are scaled by 128 and a
+ * second pass adds those of K-lo. Named accumulators: with an array gcc 12
  * shuffles all 16 through register copies every iteration (and spills),
  * halving the VNNI rate. */
-static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_qk_tile *t, __m512i acc[4][4]) {
+static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_qk_tile *t, __m512i acc[4][4],
+                                                                    const int ng) {
   const int64_t dp = t->dp, dp4 = dp / 4;
   const uint8_t *q0 = t->q, *q1 = q0 + dp, *q2 = q1 + dp, *q3 = q2 + dp;
   __m512i a00 = _mm512_setzero_si512(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
@@ -35,15 +37,19 @@ static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_q
 #undef QK_SHIFT
     }
     for (int64_t c4 = 0; c4 < dp4; c4++) {
-      const __m512i b0 = _mm512_loadu_si512(k0 + c4 * 64), b1 = _mm512_loadu_si512(k1 + c4 * 64);
-      const __m512i b2 = _mm512_loadu_si512(k2 + c4 * 64), b3 = _mm512_loadu_si512(k3 + c4 * 64);
+      const __m512i zero = _mm512_setzero_si512(), b0 = _mm512_loadu_si512(k0 + c4 * 64);
+      const __m512i b1 = ng > 1 ? _mm512_loadu_si512(k1 + c4 * 64) : zero;
+      const __m512i b2 = ng > 2 ? _mm512_loadu_si512(k2 + c4 * 64) : zero;
+      const __m512i b3 = ng > 3 ? _mm512_loadu_si512(k3 + c4 * 64) : zero;
       int32_t w;
 #define QK_ROW(r)                                                                                            \
   memcpy(&w, q##r + 4 * c4, 4);                                                                              \
   {                                                                                                          \
     const __m512i x = _mm512_set1_epi32(w);                                                                  \
-    a##r##0 = _mm512_dpbusd_epi32(a##r##0, x, b0), a##r##1 = _mm512_dpbusd_epi32(a##r##1, x, b1);           \
-    a##r##2 = _mm512_dpbusd_epi32(a##r##2, x, b2), a##r##3 = _mm512_dpbusd_epi32(a##r##3, x, b3);           \
+    a##r##0 = _mm512_dpbusd_epi32(a##r##0, x, b0);                                                           \
+    if (ng > 1) a##r##1 = _mm512_dpbusd_epi32(a##r##1, x, b1);                                               \
+    if (ng > 2) a##r##2 = _mm512_dpbusd_epi32(a##r##2, x, b2);                                               \
+    if (ng > 3) a##r##3 = _mm512_dpbusd_epi32(a##r##3, x, b3);                                               \
   }
       QK_ROW(0) QK_ROW(1) QK_ROW(2) QK_ROW(3)
 #undef QK_ROW
@@ -57,7 +63,7 @@ static inline __attribute__((always_inline)) TARGET_QK void qk_sums(const sage_q
 
 TARGET_QK void sage_qk_scores_vnni(const sage_qk_tile *t, int32_t *s) {
   __m512i acc[4][4];
-  qk_sums(t, acc);
+  qk_sums(t, acc, 4);
   for (int g = 0; g < 4; g++) {
     const __m512i corr = _mm512_loadu_si512(t->k_corr + 16 * g);
     for (int r = 0; r < 4; r++) _mm512_storeu_si512(s + r * SAGE_BK + 16 * g, _mm512_sub_epi32(acc[r][g], corr));
@@ -175,8 +181,12 @@ static inline __attribute__((always_inline)) TARGET_QK void store_p(const sage_q
 
 /* The 4 rows of a tile: dequantize, mask, then one online-softmax step per
  * row with the state update done for the 4 rows at once (the same IEEE
- * operations per row as sage_row_begin / sage_row_end), P in t->fmt. */
-static inline __attribute__((always_inline)) TARGET_QK void softmax_rows(const sage_qk_tile *t, __m512i acc[4][4]) {
+ * operations per row as sage_row_begin / sage_row_end), P in t->fmt.
+ * Groups from ng on are masked for every row: they take no arithmetic, but
+ * their masked score still enters the max and their P-tilde is 0, exactly
+ * as if they had been computed. */
+static inline __attribute__((always_inline)) TARGET_QK void softmax_rows(const sage_qk_tile *t, __m512i acc[4][4],
+                                                                         const int ng) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   /* ds is per row, but a tile either has dS for all rows or for none */
   const bool has_ds = t->ds[0] != NULL;
@@ -186,8 +196,8 @@ static inline __attribute__((always_inline)) TARGET_QK void softmax_rows(const s
     const __m512 dq = _mm512_set1_ps(t->q_scale[r]);
     const float *ds = t->ds[r];
     const int from = t->masked ? sage_mask_from(t, r) : SAGE_BK;
-    mx[r] = _mm512_set1_ps(-INFINITY);
-    for (int g = 0; g < 4; g++) {
+    mx[r] = ng < 4 ? _mm512_set1_ps(SAGE_MASK) : _mm512_set1_ps(-INFINITY);
+    for (int g = 0; g < ng; g++) {
       const __m512 x = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][g], _mm512_loadu_si512(t->k_corr + 16 * g)));
       const __m512 dk = _mm512_loadu_ps(t->k_scale + 16 * g);
       __m512 v = has_ds ? _mm512_fmadd_ps(x, _mm512_mul_ps(dq, dk), _mm512_loadu_ps(ds + 16 * g)) : _mm512_mul_ps(x, dk);
@@ -219,7 +229,8 @@ static inline __attribute__((always_inline)) TARGET_QK void softmax_rows(const s
     const __m512 dq = _mm512_set1_ps(t->q_scale[r]), nb = _mm512_xor_ps(b, _mm512_set1_ps(-0.0f)); /* -b exactly */
     __m512 p[4];
     for (int g = 0; g < 4; g++)
-      p[g] = exp2_ps_keep(has_ds ? _mm512_sub_ps(s[r][g], b) : _mm512_fmadd_ps(s[r][g], dq, nb), live[r][g]);
+      p[g] = g >= ng ? _mm512_setzero_ps()
+                     : exp2_ps_keep(has_ds ? _mm512_sub_ps(s[r][g], b) : _mm512_fmadd_ps(s[r][g], dq, nb), live[r][g]);
     sum[r] = _mm512_add_ps(_mm512_add_ps(p[0], p[1]), _mm512_add_ps(p[2], p[3]));
     store_p(t, r, p);
   }
@@ -230,9 +241,17 @@ static inline __attribute__((always_inline)) TARGET_QK void softmax_rows(const s
   for (int r = 0; r < 4; r++) t->state[r].l = ln[r];
 }
 
+/* Key groups of 16 past every row's mask (the causal diagonal, a prefix
+ * limit) are skipped: on the diagonal block of a causal item that is 3/8 of
+ * the block's VNNI work. */
 TARGET_QK void sage_qk_tile_vnni(const sage_qk_tile *t) {
   __m512i acc[4][4];
-  qk_sums(t, acc);
-  softmax_rows(t, acc);
+  switch (t->masked ? (sage_tile_key_end(t) + 15) / 16 : 4) {
+    case 0:
+    case 1: qk_sums(t, acc, 1), softmax_rows(t, acc, 1); break;
+    case 2: qk_sums(t, acc, 2), softmax_rows(t, acc, 2); break;
+    case 3: qk_sums(t, acc, 3), softmax_rows(t, acc, 3); break;
+    default: qk_sums(t, acc, 4), softmax_rows(t, acc, 4); break;
+  }
 }
 #endif

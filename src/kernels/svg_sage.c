@@ -327,7 +327,7 @@ static void chunk(svg_sage_head *h, int64_t row0, int64_t rows, int64_t first, i
       switch (cfg->pv) {
         case SAGE_PV_F16: call->k.pv_f16(p, (const uint16_t *)seq->v + voff, n, dp, o, alpha); break;
         case SAGE_PV_U8: call->k.pv_u8(p, (const int8_t *)seq->v + voff, n, dp, o, alpha); break;
-        case SAGE_PV_BF16: call->k.pv_bf16(p, (const uint16_t *)seq->v + voff, n, dp, o, alpha, cfg->accum); break;
+        case SAGE_PV_BF16: call->k.pv_bf16(p, (const uint16_t *)seq->v + voff, n, dp, o, alpha, cfg->accum, NULL); break;
       }
       run0 = -1;
     }

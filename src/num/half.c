@@ -10,6 +10,7 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num/bf16_simd.h"
 #include "num/float_bits.h"
 
 #ifdef SPARQ_HAVE_X86_SIMD
@@ -98,18 +99,6 @@ void sparq_f16_to_f32_n_ref(const uint16_t *src, float *dst, size_t n) {
 #ifdef SPARQ_HAVE_X86_SIMD
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-/* BF16 encode with integer ops rather than vcvtneps2bf16: that instruction
- * flushes denormal inputs to ±0 whatever MXCSR says (0x007FFFFF gives 0x0000,
- * not 0x0080), so it cannot match the scalar rounding. */
-TARGET_AVX512 static inline __m512i bf16_encode_512(__m512i u) {
-  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-  __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), _mm512_set1_epi32(0x7F800000));
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
-  __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x0040));
-  return _mm512_mask_blend_epi32(nan, r, q);
-}
 
 TARGET_AVX512 static void f32_to_bf16_avx512(const float *src, uint16_t *dst, size_t n) {
   size_t i = 0;
