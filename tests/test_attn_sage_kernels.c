@@ -195,6 +195,7 @@ static void prepass_twins_agree(void **state) {
       }
       sparq_free(q);
     }
+    (void)acc_simd, (void)corr_simd;
     sparq_free(x), sparq_free(v_ref), sparq_free(v_simd), sparq_free(k8), sparq_free(pk_ref), sparq_free(pk_simd);
   }
 }
