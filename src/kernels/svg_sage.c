@@ -9,7 +9,7 @@
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 sparq_status svg_sage_setup(float sm_scale, int64_t dp, const char *who, svg_sage_call *call) {
-  if (dp > 256)
+  if (dp > ATTN_MAX_DIM)
     return sparq_fail(SPARQ_ERR_UNSUPPORTED, "%s: inner sage_cpu supports d <= 256 (padded d %lld)", who,
                       (long long)dp);
   memset(call, 0, sizeof *call);
