@@ -134,29 +134,18 @@ void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub,
                         sparq_attn_granularity g, bool is_q, float *amax, int8_t *q, float *scale) {
   const prep_kernels k = pick();
   const float fq = (float)qmax;
-  if (g == SPARQ_ATTN_GRAN_PER_TOKEN) { /* a token is its own group: one visit per row */
+  /* per token a row is its own group: its max comes in the second pass */
+  const bool per_token = g == SPARQ_ATTN_GRAN_PER_TOKEN;
+  if (!per_token) {
+    const int64_t ng = is_q ? sage_q_group_count(g, n) : sage_k_group_count(g, n);
+    for (int64_t i = 0; i < ng; i++) amax[i] = 0.0f;
     for (int64_t t = 0; t < n; t++) {
-      int8_t *row = q + t * dp;
-      if (!k.finite(x + t * dp, dp)) {
-        memset(row, 0, (size_t)dp);
-        scale[t] = NAN;
-        continue;
-      }
+      if (!k.finite(x + t * dp, dp)) continue;
       const float *s = sub ? sub : sub_rows ? sub_rows + (t / SAGE_QBLOCK) * dp : NULL;
-      const float delta = k.absmax(x + t * dp, s, dp) / fq + 1e-7f; /* as below */
-      scale[t] = delta;
-      k.quant(x + t * dp, s, dp, delta, fq, row);
+      float *a = &amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)];
+      float m = k.absmax(x + t * dp, s, dp);
+      *a = m > *a ? m : *a;
     }
-    return;
-  }
-  const int64_t ng = is_q ? sage_q_group_count(g, n) : sage_k_group_count(g, n);
-  for (int64_t i = 0; i < ng; i++) amax[i] = 0.0f;
-  for (int64_t t = 0; t < n; t++) {
-    if (!k.finite(x + t * dp, dp)) continue;
-    const float *s = sub ? sub : sub_rows ? sub_rows + (t / SAGE_QBLOCK) * dp : NULL;
-    float *a = &amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)];
-    float m = k.absmax(x + t * dp, s, dp);
-    *a = m > *a ? m : *a;
   }
   for (int64_t t = 0; t < n; t++) {
     int8_t *row = q + t * dp;
@@ -166,8 +155,9 @@ void sage_quantize_rows(const float *x, int64_t n, int64_t dp, const float *sub,
       continue;
     }
     const float *s = sub ? sub : sub_rows ? sub_rows + (t / SAGE_QBLOCK) * dp : NULL;
+    const float m = per_token ? k.absmax(x + t * dp, s, dp) : amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)];
     /* spec §2.3: delta = max|x| / qmax + 1e-7 (the epsilon keeps an all-zero group finite) */
-    const float delta = amax[is_q ? sage_q_group(g, t) : sage_k_group(g, t)] / fq + 1e-7f;
+    const float delta = m / fq + 1e-7f;
     scale[t] = delta;
     k.quant(x + t * dp, s, dp, delta, fq, row);
   }
