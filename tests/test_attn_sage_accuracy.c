@@ -29,9 +29,11 @@ enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
 /* Gates of spec §8 (sage_cpu: the issue's CosSim 0.9995). D4 (Q, K x 3:
  * logits 9x D1's, one or two keys per row) is where INT8 scores run out:
- * sage1 (per_block) gives CosSim 0.9989-0.9992 over seeds, below the
- * spec's 0.999 (the bound below is a regression guard at the measured
- * level, stated here rather than hidden by picking seeds). sage_cpu on its
+ * sage1 (per_block) gives CosSim 0.9990-0.9994 over seeds 1-6 on every
+ * shape, but single draws of the Nq 256 / Nk 1024 shape dip below the
+ * spec's 0.999 (0.99894 with this test's seed 104, 0.99902 with seed 2),
+ * so the bound below is a regression guard at the measured level, stated
+ * here rather than hidden by picking seeds. sage_cpu on its
  * own per-token INT8 gave 0.99948-0.99964; with refine_k AUTO it sees the
  * sharp heads and adds K's residual pass there (0.9997-0.9998), so the
  * issue's gate holds on D4 too. */
