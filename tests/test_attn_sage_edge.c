@@ -399,6 +399,40 @@ static void inputs_are_never_modified(void **state) {
   sage_case_free(&c);
 }
 
+/* The buffers kept between calls carry nothing over: a call after a larger
+ * one (with NaN rows and refine_k, so its buffers hold NaN and K-lo), after
+ * a smaller one, with smooth Q, and after the release gives the bits of the
+ * first call. */
+static void kept_buffers_carry_nothing_between_calls(void **state) {
+  (void)state;
+  sage_case a = sage_case_make(1, 4, 2, 200, 200, 96, 4, 21), big = sage_case_make(2, 4, 4, 333, 333, 128, 2, 22);
+  sage_case small = sage_case_make(1, 1, 1, 17, 17, 32, 1, 23);
+  big.q[5] = NAN, big.k[7 * 128 + 3] = INFINITY;
+  const size_t na = sage_nq(&a.s) * sizeof(float);
+  float *first = sparq_alloc(na, "first"), *first_lse = sparq_alloc(sage_nl(&a.s) * sizeof(float), "first lse");
+  for (int vi = 0; vi < SAGE_VARIANT_COUNT; vi++) {
+    sparq_attn_options o = sage_opts(&a, sage_variants[vi], vi % 2);
+    o.lse = first_lse;
+    assert_int_equal(sparq_attention(a.q, a.k, a.v, first, &a.s, &o), SPARQ_OK);
+    for (int round = 0; round < 4; round++) {
+      sparq_attn_options ob = sage_opts(&big, SPARQ_ATTN_SAGE_CPU, true);
+      ob.refine_k = SPARQ_ATTN_ON;
+      if (round == 0) assert_int_equal(sparq_attention(big.q, big.k, big.v, big.o, &big.s, &ob), SPARQ_OK);
+      sparq_attn_options os = sage_opts(&small, SPARQ_ATTN_SAGE2_4B, false);
+      if (round == 1) assert_int_equal(sparq_attention(small.q, small.k, small.v, small.o, &small.s, &os), SPARQ_OK);
+      if (round == 2) sparq_attention_release_scratch(), sparq_attention_release_scratch(); /* twice is fine */
+      sparq_attn_options again = sage_opts(&a, sage_variants[vi], vi % 2);
+      again.lse = a.lse;
+      assert_int_equal(sparq_attention(a.q, a.k, a.v, a.o, &a.s, &again), SPARQ_OK);
+      assert_memory_equal(first, a.o, na);
+      assert_memory_equal(first_lse, a.lse, sage_nl(&a.s) * sizeof(float));
+    }
+  }
+  sparq_attention_release_scratch();
+  sparq_free(first), sparq_free(first_lse);
+  sage_case_free(&a), sage_case_free(&big), sage_case_free(&small);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(awkward_sizes_stay_accurate),
@@ -413,6 +447,7 @@ int main(void) {
       cmocka_unit_test(refine_k_picks_the_sharp_heads),
       cmocka_unit_test(unsupported_knobs_are_named),
       cmocka_unit_test(inputs_are_never_modified),
+      cmocka_unit_test(kept_buffers_carry_nothing_between_calls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

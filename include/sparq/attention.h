@@ -111,6 +111,15 @@ bool sparq_attn_pv_accum_from_name(const char *name, sparq_attn_pv_accum *out);
 sparq_status sparq_attention(const void *q, const void *k, const void *v, float *o,
                              const sparq_attn_shape *shape, const sparq_attn_options *opts);
 
+/* The Sage variants keep their buffers (the quantized Q, K and V of the
+ * call, about (N_q + 3 N_k) d bytes per head, and per-thread scratch) per
+ * calling thread between calls, up to 64 MB, so a model calling them once
+ * per layer does not page-fault fresh blocks every time (about 10 % of a
+ * sage_cpu call at B 1, H 8, N 2048, d 128). This frees the calling
+ * thread's block: call it before a thread that used them exits, or to
+ * return the memory. */
+void sparq_attention_release_scratch(void);
+
 /* The three-pass FP32 baseline the benchmark compares against: per query
  * block S = QK^T and O = PV through sparq_sgemm with a separate softmax
  * pass, so its scratch is one [block, kv_len] score tile per thread. Same

@@ -10,33 +10,37 @@
 #include <omp.h>
 #include <string.h>
 
+#include "base/thread_scratch.h"
 #include "kernels/attn_sage_internal.h"
 #include "sparq/base.h"
 #include "sparq/num.h"
 
 /* ------------------------------------------------------------ buffers */
 
-static void buffers_free(sage_buffers *b) {
-  void *all[] = {b->k_mean, b->k_scale, b->v_mean,    b->v_scale,       b->k_hat,      b->k_corr,
-                 b->v_hat,  b->k_lo,    b->k_corr_fine, b->k_scale_fine, b->k_step_max, b->q_hat,
-                 b->q_scale, b->q_delta, b->q_mean,    b->ds,            b->ds_log2,    b->q_norm_max,
-                 b->k_fine};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sparq_free(all[i]);
-  memset(b, 0, sizeof *b);
-}
+/* Every buffer of a call is carved out of one block kept per calling thread
+ * (base/thread_scratch.h): layout() runs once to size the block (base NULL)
+ * and once to place the buffers. */
+typedef struct carver {
+  unsigned char *base;
+  size_t at;
+  bool overflow;
+} carver;
 
-/* sparq_alloc of a * b * c bytes, overflow-checked. */
-static void *alloc3(size_t a, size_t b, size_t c, const char *what, sparq_status *st) {
-  size_t n;
-  if (*st != SPARQ_OK) return NULL;
-  if (!sparq_size_mul(a, b, &n) || !sparq_size_mul(n, c, &n)) {
-    *st = sparq_fail(SPARQ_ERR_NOMEM, "attn_forward_sage: %s: size overflows", what);
+static void *take(carver *c, size_t a, size_t b, size_t e) {
+  size_t n, end;
+  if (!sparq_size_mul(a, b, &n) || !sparq_size_mul(n, e, &n) || !sparq_size_add(n, SPARQ_ALIGN - 1, &n) ||
+      !sparq_size_add(c->at, n & ~(size_t)(SPARQ_ALIGN - 1), &end)) {
+    c->overflow = true;
     return NULL;
   }
-  void *p = sparq_alloc(n, what);
-  if (!p) *st = SPARQ_ERR_NOMEM;
+  void *p = c->base ? c->base + c->at : NULL;
+  c->at = end;
   return p;
 }
+
+/* Calls above this keep no block: their page faults are small next to
+ * their O(N^2) work, and a user's one huge call should not pin its memory. */
+#define SAGE_SCRATCH_KEEP (64u << 20)
 
 sage_kv sage_kv_at(const sage_buffers *b, const sage_geom *g, int64_t idx) {
   sage_kv kv;
@@ -231,6 +235,37 @@ static sparq_status dump_all(const attn_problem *p, const sage_config *cfg, cons
   return st;
 }
 
+/* The call's buffers (see carver). */
+static void layout(carver *c, const sage_config *cfg, const sage_geom *g, size_t nkv, size_t nqh, size_t nthreads,
+                   size_t per_thread, sage_buffers *buf, unsigned char **scratch) {
+  const size_t dp = (size_t)g->dp, nkp = (size_t)g->nk_pad, nqp = (size_t)g->nq_pad, nqb = (size_t)g->nqb;
+  memset(buf, 0, sizeof *buf);
+  buf->k_mean = take(c, nkv, dp, 4);
+  buf->v_mean = take(c, nkv, dp, 4);
+  buf->v_scale = take(c, nkv, dp, 4);
+  buf->k_hat = take(c, nkv, nkp, dp);
+  buf->v_hat = take(c, nkv, nkp * dp, 2);
+  buf->k_corr = take(c, nkv, nkp, 4);
+  buf->k_scale = take(c, nkv, nkp, 4);
+  buf->q_hat = take(c, nqh, nqp, dp);
+  buf->q_scale = take(c, nqh, nqp, 4);
+  buf->q_delta = take(c, nqh, nqp, 4);
+  if (cfg->refine != SPARQ_ATTN_OFF) {
+    buf->k_lo = take(c, nkv, nkp, dp);
+    buf->k_corr_fine = take(c, nkv, nkp, 4);
+    buf->k_scale_fine = take(c, nkv, nkp, 4);
+    buf->k_step_max = take(c, nkv, 1, 4);
+    buf->k_fine = take(c, nkv, 1, 1);
+    buf->q_norm_max = take(c, nqh, 1, 4);
+  }
+  if (cfg->smooth_q) {
+    buf->q_mean = take(c, nqh, nqb, dp * 4);
+    buf->ds = take(c, nqh, nqb, nkp * 4);
+    buf->ds_log2 = take(c, nqh, nqb, nkp * 4);
+  }
+  *scratch = take(c, nthreads, per_thread, 1);
+}
+
 /* -------------------------------------------------------------- driver */
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -247,42 +282,25 @@ sparq_status attn_forward_sage(const attn_problem *p) {
   g.nqb = (nq + SAGE_QBLOCK - 1) / SAGE_QBLOCK;
   g.tau_log2e = p->scale * SAGE_LOG2E;
 
-  sage_buffers buf;
-  memset(&buf, 0, sizeof buf);
-  unsigned char *scratch = NULL;
-  const size_t nkv = (size_t)(B * Hk), nqh = (size_t)(B * Hq), udp = (size_t)dp;
-  buf.k_mean = alloc3(nkv, udp, 4, "sage k_mean", &st);
-  buf.v_mean = alloc3(nkv, udp, 4, "sage v_mean", &st);
-  buf.v_scale = alloc3(nkv, udp, 4, "sage v_scale", &st);
-  buf.k_hat = alloc3(nkv, (size_t)g.nk_pad, udp, "sage K-hat", &st);
-  buf.v_hat = alloc3(nkv, (size_t)g.nk_pad * udp, 2, "sage V-hat", &st);
-  buf.k_corr = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K-hat sums", &st);
-  buf.k_scale = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K scales", &st);
-  buf.q_hat = alloc3(nqh, (size_t)g.nq_pad, udp, "sage Q-hat", &st);
-  buf.q_scale = alloc3(nqh, (size_t)g.nq_pad, 4, "sage Q scales", &st);
-  buf.q_delta = alloc3(nqh, (size_t)g.nq_pad, 4, "sage Q deltas", &st);
-  if (cfg.refine != SPARQ_ATTN_OFF) {
-    buf.k_lo = alloc3(nkv, (size_t)g.nk_pad, udp, "sage K-lo", &st);
-    buf.k_corr_fine = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K fine sums", &st);
-    buf.k_scale_fine = alloc3(nkv, (size_t)g.nk_pad, 4, "sage K fine scales", &st);
-    buf.k_step_max = alloc3(nkv, 1, 4, "sage K step maxima", &st);
-    buf.k_fine = alloc3(nkv, 1, 1, "sage K-lo flags", &st);
-    buf.q_norm_max = alloc3(nqh, 1, 4, "sage Q norm maxima", &st);
-  }
-  if (cfg.smooth_q) {
-    buf.q_mean = alloc3(nqh, (size_t)g.nqb, udp * 4, "sage q_mean", &st);
-    buf.ds = alloc3(nqh, (size_t)g.nqb, (size_t)g.nk_pad * 4, "sage delta-S", &st);
-    buf.ds_log2 = alloc3(nqh, (size_t)g.nqb, (size_t)g.nk_pad * 4, "sage delta-S (log2)", &st);
-  }
-  /* per-thread scratch, carved before the parallel regions so a failed
-   * allocation is an ordinary error return */
+  /* per-thread scratch of the pre-pass and of the items */
   const int nthreads = omp_get_max_threads();
   const int64_t nmax = max64(nq, nk), gmax = max64(nmax, 8 * ((nmax + 31) / 32));
   const size_t prep_bytes = (size_t)gmax * 4 + (size_t)(nmax * dp) + (size_t)(nk * dp) * 4 + 4 * SPARQ_ALIGN;
   const size_t item_bytes = sage_scratch_bytes(dp);
   const size_t per_thread = ((prep_bytes > item_bytes ? prep_bytes : item_bytes) + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
-  scratch = alloc3((size_t)nthreads, per_thread, 1, "sage scratch", &st);
-  if (st != SPARQ_OK) goto done;
+
+  sage_buffers buf;
+  unsigned char *scratch = NULL;
+  carver c = {NULL, 0, false};
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      if (c.overflow) return sparq_fail(SPARQ_ERR_NOMEM, "attn_forward_sage: the buffers' size overflows");
+      c.base = thread_scratch(SCRATCH_SAGE, c.at, "attn_forward_sage buffers");
+      if (!c.base) return SPARQ_ERR_NOMEM;
+      c.at = 0;
+    }
+    layout(&c, &cfg, &g, (size_t)(B * Hk), (size_t)(B * Hq), (size_t)nthreads, per_thread, &buf, &scratch);
+  }
 
   sage_run run;
   run.p = p, run.cfg = &cfg, run.g = &g, run.buf = &buf, run.k = sage_pick_kernels(&cfg);
@@ -297,7 +315,8 @@ sparq_status attn_forward_sage(const attn_problem *p) {
     sage_stage_run(&run, scratch, per_thread, nthreads, gmax, nmax, false, true);
   }
 done:
-  sparq_free(scratch);
-  buffers_free(&buf);
+  thread_scratch_trim(SCRATCH_SAGE, SAGE_SCRATCH_KEEP);
   return st;
 }
+
+void sparq_attention_release_scratch(void) { thread_scratch_trim(SCRATCH_SAGE, 0); }

@@ -20,6 +20,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "base/thread_scratch.h"
 #include "kernels/svg_band.h"
 #include "kernels/svg_internal.h"
 #include "kernels/svg_sage.h"
@@ -47,26 +48,10 @@ static void layout_out(const svg_geom *g, bool permute, const float *src, int64_
   }
 }
 
-/* Scratch kept per calling thread between calls. A video transformer calls
- * SVG once per layer and step with the same sizes; fresh multi-megabyte
- * blocks would be page-faulted in on every call, and at 2 threads those
- * faults contend and cost more than the permutation itself. The blocks stay
- * reachable from thread-local storage; sparq_svg_release_scratch frees them. */
-enum { SVG_CACHE_PROFILE, SVG_CACHE_COPIES, SVG_CACHE_KERNEL, SVG_CACHE_SAGE, SVG_CACHE_SLOTS };
-static _Thread_local struct svg_cached_block {
-  void *p;
-  size_t bytes;
-} svg_cache[SVG_CACHE_SLOTS];
-
-static void *svg_cached(int slot, size_t bytes, const char *what) {
-  struct svg_cached_block *c = &svg_cache[slot];
-  if (c->bytes < bytes) {
-    sparq_free(c->p);
-    c->p = sparq_alloc(bytes, what);
-    c->bytes = c->p ? bytes : 0;
-  }
-  return c->p;
-}
+/* Scratch is kept per calling thread between calls (base/thread_scratch.h):
+ * a video transformer calls SVG once per layer and step with the same
+ * sizes, and at 2 threads the page faults of fresh blocks contend and cost
+ * more than the permutation itself. */
 
 sparq_status sparq_svg_attention(const float *q, const float *k, const float *v, float *o, int64_t B, int64_t H,
                                  int64_t d, const sparq_svg_options *opts, sparq_svg_head *decisions,
@@ -116,7 +101,7 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
     memcpy(dec, opts->force, (size_t)heads * sizeof *dec);
   } else {
     const size_t pf = (svg_profile_scratch_floats(&g, opts->profile_rows, d) + 15) / 16 * 16;
-    pscr = svg_cached(SVG_CACHE_PROFILE, (size_t)threads * pf * sizeof(float), "SVG profiling scratch");
+    pscr = thread_scratch(SCRATCH_SVG_PROFILE, (size_t)threads * pf * sizeof(float), "SVG profiling scratch");
     if (!pscr) {
       st = SPARQ_ERR_NOMEM;
       goto done;
@@ -151,7 +136,7 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
     slot[bh] = (dec[bh] == SPARQ_SVG_TEMPORAL && !sage) || dp != d ? ncopy++ : -1;
   const size_t per = (size_t)S * (size_t)dp; /* floats of one [S][dp] matrix */
   if (ncopy > 0) {
-    copies = svg_cached(SVG_CACHE_COPIES, (size_t)ncopy * 4 * per * sizeof(float), "SVG layout copies");
+    copies = thread_scratch(SCRATCH_SVG_COPIES, (size_t)ncopy * 4 * per * sizeof(float), "SVG layout copies");
     if (!copies) {
       st = SPARQ_ERR_NOMEM;
       goto done;
@@ -174,7 +159,7 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
     if (f > kf) kf = f;
   }
   kf = (kf + 15) / 16 * 16;
-  kscr = svg_cached(SVG_CACHE_KERNEL, (size_t)threads * kf * sizeof(float), "SVG kernel scratch");
+  kscr = thread_scratch(SCRATCH_SVG_KERNEL, (size_t)threads * kf * sizeof(float), "SVG kernel scratch");
   if (!kscr) {
     st = SPARQ_ERR_NOMEM;
     goto done;
@@ -188,7 +173,7 @@ sparq_status sparq_svg_attention(const float *q, const float *k, const float *v,
       st = sparq_fail(SPARQ_ERR_NOMEM, "%s: Sage scratch size overflows", WHO);
       goto done;
     }
-    sscr = svg_cached(SVG_CACHE_SAGE, all, "SVG Sage scratch");
+    sscr = thread_scratch(SCRATCH_SVG_SAGE, all, "SVG Sage scratch");
     if (!sscr) {
       st = SPARQ_ERR_NOMEM;
       goto done;
@@ -278,9 +263,8 @@ done:
 }
 
 void sparq_svg_release_scratch(void) {
-  for (int i = 0; i < SVG_CACHE_SLOTS; i++) {
-    sparq_free(svg_cache[i].p);
-    svg_cache[i].p = NULL;
-    svg_cache[i].bytes = 0;
-  }
+  thread_scratch_trim(SCRATCH_SVG_PROFILE, 0);
+  thread_scratch_trim(SCRATCH_SVG_COPIES, 0);
+  thread_scratch_trim(SCRATCH_SVG_KERNEL, 0);
+  thread_scratch_trim(SCRATCH_SVG_SAGE, 0);
 }
