@@ -17,25 +17,24 @@
 
 /* ------------------------------------------------------------ buffers */
 
-/* Every buffer of a call is carved out of one block kept per calling thread
- * (base/thread_scratch.h): layout() runs once to size the block (base NULL)
- * and once to place the buffers. */
+/* Every buffer of a call is carved (sage_take) out of one block kept per
+ * calling thread (base/thread_scratch.h): layout() runs once to size the
+ * block (base NULL) and once to place the buffers. */
 typedef struct carver {
   unsigned char *base;
   size_t at;
   bool overflow;
 } carver;
 
+/* a * b * e bytes; past SIZE_MAX / 4 the sizing pass records an overflow
+ * (so no sum of pieces can wrap) */
 static void *take(carver *c, size_t a, size_t b, size_t e) {
-  size_t n, end;
-  if (!sparq_size_mul(a, b, &n) || !sparq_size_mul(n, e, &n) || !sparq_size_add(n, SPARQ_ALIGN - 1, &n) ||
-      !sparq_size_add(c->at, n & ~(size_t)(SPARQ_ALIGN - 1), &end)) {
+  size_t n;
+  if (!sparq_size_mul(a, b, &n) || !sparq_size_mul(n, e, &n) || n > SIZE_MAX / 4 || c->at > SIZE_MAX / 4) {
     c->overflow = true;
     return NULL;
   }
-  void *p = c->base ? c->base + c->at : NULL;
-  c->at = end;
-  return p;
+  return sage_take(c->base, &c->at, n);
 }
 
 /* Calls above this keep no block: their page faults are small next to

@@ -25,6 +25,7 @@
 
 #include "kernels/attn_internal.h"
 #include "num/float_bits.h"
+#include "sparq/base.h"
 
 enum {
   SAGE_BK = 64,      /* keys per block (spec BK) */
@@ -109,6 +110,15 @@ int64_t sage_k_group_count(sparq_attn_granularity g, int64_t n);
 /* Rows padded to whole blocks. */
 static inline int64_t sage_round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+/* Carving buffers out of one block in two passes: with base NULL only *at
+ * advances (sizing the block), with the block each piece is placed at *at,
+ * SPARQ_ALIGN-aligned. */
+static inline void *sage_take(unsigned char *base, size_t *at, size_t bytes) {
+  void *p = base ? base + *at : NULL;
+  *at += (bytes + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
+  return p;
+}
+
 /* Everything prepared for one kv head. */
 typedef struct sage_kv {
   float *k_mean;    /* [dp], zeros without smooth K */
@@ -147,8 +157,7 @@ typedef struct sage_q {
  * attention); zeros when no row is finite. Accumulates in double, per
  * channel in row order. */
 void sage_mean_rows(const float *x, int64_t n, int64_t dp, float *mean);
-/* True when row x[0..dp) holds no NaN or inf (the picked twin of the two below). */
-bool sage_row_finite(const float *x, int64_t dp);
+/* True when row x[0..dp) holds no NaN or inf. */
 bool sage_row_finite_ref(const float *x, int64_t dp);
 /* acc[c] += (double)x[c] for c < dp. */
 void sage_row_add_f64_ref(const float *x, int64_t dp, double *acc);

@@ -9,25 +9,25 @@
 #include "sparq/base.h"
 #include "sparq/num.h"
 
-size_t sage_scratch_bytes(int64_t dp) {
-  return (size_t)SAGE_P_ROWS * SAGE_BK * 4 + (size_t)SAGE_P_ROWS * (size_t)dp * 4 + SAGE_P_ROWS * 4 + (size_t)dp * 4 +
-         SAGE_P_ROWS * sizeof(sage_row_state) + 6 * SPARQ_ALIGN;
+/* The scratch of one thread; with base NULL it only counts the bytes. */
+static size_t carve_scratch(unsigned char *base, int64_t dp, sage_scratch *s) {
+  size_t at = 0;
+  s->p = sage_take(base, &at, (size_t)SAGE_P_ROWS * SAGE_BK * 4);
+  s->o = (float *)sage_take(base, &at, (size_t)SAGE_P_ROWS * (size_t)dp * 4);
+  s->alpha = (float *)sage_take(base, &at, SAGE_P_ROWS * 4);
+  s->fs = (float *)sage_take(base, &at, (size_t)dp * 4);
+  s->state = (sage_row_state *)sage_take(base, &at, SAGE_P_ROWS * sizeof(sage_row_state));
+  return at;
 }
 
-static unsigned char *carve(unsigned char *base, size_t *at, size_t bytes) {
-  unsigned char *p = base + *at;
-  *at += (bytes + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
-  return p;
+size_t sage_scratch_bytes(int64_t dp) {
+  sage_scratch s;
+  return carve_scratch(NULL, dp, &s);
 }
 
 sage_scratch sage_scratch_at(unsigned char *base, int64_t dp) {
   sage_scratch s;
-  size_t at = 0;
-  s.p = carve(base, &at, (size_t)SAGE_P_ROWS * SAGE_BK * 4);
-  s.o = (float *)carve(base, &at, (size_t)SAGE_P_ROWS * (size_t)dp * 4);
-  s.alpha = (float *)carve(base, &at, SAGE_P_ROWS * 4);
-  s.fs = (float *)carve(base, &at, (size_t)dp * 4);
-  s.state = (sage_row_state *)carve(base, &at, SAGE_P_ROWS * sizeof(sage_row_state));
+  carve_scratch(base, dp, &s);
   return s;
 }
 

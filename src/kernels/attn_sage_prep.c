@@ -78,8 +78,6 @@ static prep_kernels pick(void) {
   return k;
 }
 
-bool sage_row_finite(const float *x, int64_t dp) { return pick().finite(x, dp); }
-
 void sage_mean_rows(const float *x, int64_t n, int64_t dp, float *mean) {
   const prep_kernels k = pick();
   double acc[ATTN_MAX_DIM] = {0}; /* per channel, in row order */

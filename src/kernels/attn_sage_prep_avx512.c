@@ -14,17 +14,16 @@
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
 
+#include "base/simd_mask.h"
 #include "num/bf16_simd.h"
 
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-
-static inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u); }
 
 TARGET_AVX512 bool sage_row_finite_avx512(const float *x, int64_t dp) {
   const __m512i e = _mm512_set1_epi32(0x7F800000);
   __mmask16 bad = 0;
   for (int64_t c = 0; c < dp; c += 16) {
-    const __m512i u = _mm512_maskz_loadu_epi32(tail_mask(dp - c), x + c);
+    const __m512i u = _mm512_maskz_loadu_epi32(simd_tail16(dp - c), x + c);
     bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, e), e);
   }
   return bad == 0;
@@ -32,7 +31,7 @@ TARGET_AVX512 bool sage_row_finite_avx512(const float *x, int64_t dp) {
 
 TARGET_AVX512 void sage_row_add_f64_avx512(const float *x, int64_t dp, double *acc) {
   for (int64_t c = 0; c < dp; c += 8) {
-    const __mmask8 m = (__mmask8)tail_mask(dp - c);
+    const __mmask8 m = (__mmask8)simd_tail16(dp - c);
     const __m512d y = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, x + c));
     _mm512_mask_storeu_pd(acc + c, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, acc + c), y));
   }
@@ -66,7 +65,7 @@ TARGET_AVX512 void sage_pack_k_avx512(const int8_t *k_hat, int64_t nk, int64_t n
   const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                           _mm512_set1_epi32((int)dp));
   for (int64_t g = 0; g < nk_pad / 16; g++) {
-    const __mmask16 live = nk - g * 16 >= 16 ? (__mmask16)0xFFFF : nk > g * 16 ? tail_mask(nk - g * 16) : 0;
+    const __mmask16 live = nk > g * 16 ? simd_tail16(nk - g * 16) : 0;
     const int8_t *src = k_hat + g * 16 * dp;
     int8_t *dst = packed + g * (dp / 4) * 64;
     for (int64_t c4 = 0; c4 < dp / 4; c4++)
@@ -76,7 +75,7 @@ TARGET_AVX512 void sage_pack_k_avx512(const int8_t *k_hat, int64_t nk, int64_t n
   for (int64_t j = 0; j < nk_pad; j++) {
     __m512i sum = _mm512_setzero_si512();
     for (int64_t c = 0; j < nk && c < dp; c += 16)
-      sum = _mm512_add_epi32(sum, _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(tail_mask(dp - c), k_hat + j * dp + c)));
+      sum = _mm512_add_epi32(sum, _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(simd_tail16(dp - c), k_hat + j * dp + c)));
     corr[j] = 128 * _mm512_reduce_add_epi32(sum);
   }
 }
@@ -86,7 +85,7 @@ TARGET_AVX512 void sage_pack_v_bf16_avx512(const float *v, int64_t nk, int64_t n
   for (int64_t j = 0; j < nk_pad; j += 2) {
     uint16_t *out = dst + j * dp;
     for (int64_t c = 0; c < dp; c += 16) {
-      const __mmask16 m = tail_mask(dp - c);
+      const __mmask16 m = simd_tail16(dp - c);
       const __m512i a = j < nk ? bf16_encode_512(_mm512_maskz_loadu_epi32(m, v + j * dp + c)) : _mm512_setzero_si512();
       const __m512i b =
           j + 1 < nk ? bf16_encode_512(_mm512_maskz_loadu_epi32(m, v + (j + 1) * dp + c)) : _mm512_setzero_si512();

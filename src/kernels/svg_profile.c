@@ -182,21 +182,19 @@ static void profile_scalar(const prof_job *jb) { profile_c(jb); }
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
 
+#include "base/simd_mask.h"
+
 __attribute__((target("avx2,fma"))) static void profile_avx2(const prof_job *jb) { profile_c(jb); }
 
 /* ------------------------------------------------------ AVX-512 passes */
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-TARGET_AVX512 static inline __mmask16 tail16(int64_t n) {
-  return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-}
 
 /* Scores, 16 rows x 8 keys per register block; each lane adds q_c k_c for
  * c = 0, 1, ... in order, one multiply and one add, as scores_c. */
 TARGET_AVX512 static void scores_avx512(const prof_job *jb) {
   const int64_t S = jb->S, t = jb->t, d = jb->d;
   for (int64_t r = 0; r < t; r += 16) {
-    const __mmask16 k = tail16(t - r);
+    const __mmask16 k = simd_tail16(t - r);
     int64_t j = 0;
     for (; j + 8 <= S; j += 8) {
       const float *kj = jb->k + j * d;
@@ -252,13 +250,13 @@ TARGET_AVX512 static void weights_avx512(const prof_job *jb, int64_t r) {
   const int64_t S = jb->S;
   float *s = jb->sct + r * S;
   __m512 mv = _mm512_set1_ps(-INFINITY);
-  for (int64_t j = 0; j < S; j += 16) mv = _mm512_max_ps(_mm512_maskz_loadu_ps(tail16(S - j), s + j), mv);
+  for (int64_t j = 0; j < S; j += 16) mv = _mm512_max_ps(_mm512_maskz_loadu_ps(simd_tail16(S - j), s + j), mv);
   float lanes[16], m = -INFINITY;
   _mm512_storeu_ps(lanes, mv);
   for (int i = 0; i < 16; i++) m = lanes[i] > m ? lanes[i] : m;
   const __m512 mm = _mm512_set1_ps(m);
   for (int64_t j = 0; j < S; j += 16) {
-    const __mmask16 k = tail16(S - j);
+    const __mmask16 k = simd_tail16(S - j);
     _mm512_mask_storeu_ps(s + j, k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mm)));
   }
 }
@@ -322,7 +320,7 @@ TARGET_AVX512 static void profile_avx512(const prof_job *jb) {
   memset(jb->l, 0, (size_t)(t * GROUPS) * sizeof(float));
   for (int64_t c0 = 0; c0 < d; c0 += 64) {
     __mmask16 kc[4];
-    for (int i = 0; i < 4; i++) kc[i] = c0 + 16 * i < d ? tail16(d - c0 - 16 * i) : 0;
+    for (int i = 0; i < 4; i++) kc[i] = c0 + 16 * i < d ? simd_tail16(d - c0 - 16 * i) : 0;
     for (int64_t j0 = 0; j0 < S; j0 += SUM_KEYS) {
       const int64_t j1 = j0 + SUM_KEYS < S ? j0 + SUM_KEYS : S;
       for (int64_t r = 0; r < t; r++) {

@@ -33,45 +33,39 @@ sparq_status svg_sage_setup(float sm_scale, int64_t dp, const char *who, svg_sag
 
 /* ------------------------------------------------------------ scratch */
 
-static unsigned char *take(unsigned char *base, size_t *at, size_t bytes) {
-  unsigned char *p = base ? base + *at : NULL;
-  *at += (bytes + SPARQ_ALIGN - 1) / SPARQ_ALIGN * SPARQ_ALIGN;
-  return p;
-}
-
 static void carve_seq(unsigned char *base, size_t *at, int64_t cap, int64_t dp, svg_sage_seq *s) {
   cap = sage_round_up(cap > 0 ? cap : 1, SAGE_BK);
   s->cap = cap, s->n = 0, s->first = 0, s->step = 0;
-  s->k = (int8_t *)take(base, at, (size_t)(cap * dp));
-  s->corr = (int32_t *)take(base, at, (size_t)cap * 4);
-  s->scale = (float *)take(base, at, (size_t)cap * 4);
-  s->v = take(base, at, (size_t)(cap * dp) * 2);
+  s->k = (int8_t *)sage_take(base, at, (size_t)(cap * dp));
+  s->corr = (int32_t *)sage_take(base, at, (size_t)cap * 4);
+  s->scale = (float *)sage_take(base, at, (size_t)cap * 4);
+  s->v = sage_take(base, at, (size_t)(cap * dp) * 2);
 }
 
 static size_t carve(const svg_band_geom *g, unsigned char *base, svg_sage_head *h) {
   const int64_t S = g->S, dp = g->dp, Sq = S + 2 * SAGE_BQ, Sk = sage_round_up(S, SAGE_BK);
   size_t at = 0;
-  h->q_hat = take(base, &at, (size_t)(Sq * dp));
-  h->q_scale = (float *)take(base, &at, (size_t)Sq * 4);
-  h->k_rows = (int8_t *)take(base, &at, (size_t)(S * dp));
-  h->k_scale = (float *)take(base, &at, (size_t)S * 4);
-  h->k_mean = (float *)take(base, &at, (size_t)dp * 4);
-  h->v_mean = (float *)take(base, &at, (size_t)dp * 4);
-  h->v_scale = (float *)take(base, &at, (size_t)dp * 4);
-  h->fs = (float *)take(base, &at, (size_t)dp * 4);
-  h->v_rows = take(base, &at, (size_t)(S * dp) * 2);
-  h->v_full = take(base, &at, (size_t)(Sk * dp) * 2);
-  h->tmp = (float *)take(base, &at, (size_t)(S * dp) * 4);
-  h->amax = (float *)take(base, &at, (size_t)(S + 64) * 4);
+  h->q_hat = sage_take(base, &at, (size_t)(Sq * dp));
+  h->q_scale = (float *)sage_take(base, &at, (size_t)Sq * 4);
+  h->k_rows = (int8_t *)sage_take(base, &at, (size_t)(S * dp));
+  h->k_scale = (float *)sage_take(base, &at, (size_t)S * 4);
+  h->k_mean = (float *)sage_take(base, &at, (size_t)dp * 4);
+  h->v_mean = (float *)sage_take(base, &at, (size_t)dp * 4);
+  h->v_scale = (float *)sage_take(base, &at, (size_t)dp * 4);
+  h->fs = (float *)sage_take(base, &at, (size_t)dp * 4);
+  h->v_rows = sage_take(base, &at, (size_t)(S * dp) * 2);
+  h->v_full = sage_take(base, &at, (size_t)(Sk * dp) * 2);
+  h->tmp = (float *)sage_take(base, &at, (size_t)(S * dp) * 4);
+  h->amax = (float *)sage_take(base, &at, (size_t)(S + 64) * 4);
   carve_seq(base, &at, S, dp, &h->cache[0]);
   carve_seq(base, &at, g->L, dp, &h->cache[1]);
   carve_seq(base, &at, g->P, dp, &h->cache[2]);
   carve_seq(base, &at, g->P, dp, &h->cache[3]);
   carve_seq(base, &at, g->Sv, dp, &h->cache[4]);
   carve_seq(base, &at, S, dp, &h->slot);
-  unsigned char *item = take(base, &at, sage_scratch_bytes(dp));
+  unsigned char *item = sage_take(base, &at, sage_scratch_bytes(dp));
   if (base) h->item = sage_scratch_at(item, dp);
-  h->lim = (int64_t *)take(base, &at, SAGE_P_ROWS * sizeof(int64_t));
+  h->lim = (int64_t *)sage_take(base, &at, SAGE_P_ROWS * sizeof(int64_t));
   return at;
 }
 

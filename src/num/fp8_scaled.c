@@ -19,6 +19,8 @@
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
+
+#include "base/simd_mask.h"
 #endif
 
 #define ABS_MASK 0x7FFFFFFFu
@@ -136,10 +138,6 @@ void sparq_fp8_scaled_dequantize_groups_ref(const uint8_t *q, size_t rows, size_
 
 static inline size_t groups_per_row(size_t cols, size_t group) { return cols / group + (cols % group != 0); }
 
-static inline __mmask16 tail_mask(size_t left) {
-  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-}
-
 TARGET_AVX512 static void encode_n(sparq_fp8_format fmt, const float *y, uint8_t *q, size_t n) {
   if (fmt == SPARQ_FP8_E5M2) sparq_f32_to_e5m2_n(y, q, n);
   else sparq_f32_to_e4m3_n(y, q, n);
@@ -155,7 +153,7 @@ TARGET_AVX512 static inline uint32_t absmax_bits_avx512(const float *x, size_t n
   __m512i m = _mm512_setzero_si512();
   size_t nb = 0;
   for (size_t i = 0; i < n; i += 16) {
-    __mmask16 k = tail_mask(n - i);
+    __mmask16 k = simd_tail16((int64_t)(n - i));
     __m512i a = _mm512_and_si512(_mm512_maskz_loadu_epi32(k, x + i), abs_mask);
     __mmask16 fin = _mm512_cmplt_epu32_mask(a, inf);
     m = _mm512_mask_max_epu32(m, fin, m, a);
@@ -180,7 +178,7 @@ TARGET_AVX512 static size_t group_absmax_avx512(const float *x, size_t rows, siz
 TARGET_AVX512 static inline void divide_avx512(const float *x, size_t n, float s, float *y) {
   const __m512 vs = _mm512_set1_ps(s);
   for (size_t i = 0; i < n; i += 16) {
-    __mmask16 k = tail_mask(n - i);
+    __mmask16 k = simd_tail16((int64_t)(n - i));
     _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), vs));
   }
 }
@@ -188,7 +186,7 @@ TARGET_AVX512 static inline void divide_avx512(const float *x, size_t n, float s
 TARGET_AVX512 static inline void multiply_avx512(float *x, size_t n, float s) {
   const __m512 vs = _mm512_set1_ps(s);
   for (size_t i = 0; i < n; i += 16) {
-    __mmask16 k = tail_mask(n - i);
+    __mmask16 k = simd_tail16((int64_t)(n - i));
     _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs));
   }
 }

@@ -21,6 +21,8 @@
 
 #ifdef SPARQ_HAVE_X86_SIMD
 #include <immintrin.h>
+
+#include "base/simd_mask.h"
 #endif
 
 #define ABS_MASK 0x7FFFFFFFu
@@ -79,16 +81,12 @@ static void dequantize_run_ref(const int8_t *q, size_t n, float scale, float *x)
 #ifdef SPARQ_HAVE_X86_SIMD
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
-static inline __mmask16 tail_mask(size_t left) {
-  return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-}
-
 TARGET_AVX512 static uint32_t absmax_bits_avx512(const float *x, size_t n) {
   const __m512i abs_mask = _mm512_set1_epi32((int)ABS_MASK);
   __m512i m = _mm512_setzero_si512();
   for (size_t i = 0; i < n; i += 16) {
     /* Masked-off lanes load as 0, which never wins the max. */
-    __m512i u = _mm512_maskz_loadu_epi32(tail_mask(n - i), x + i);
+    __m512i u = _mm512_maskz_loadu_epi32(simd_tail16((int64_t)(n - i)), x + i);
     m = _mm512_max_epu32(m, _mm512_and_si512(u, abs_mask));
   }
   return (uint32_t)_mm512_reduce_max_epu32(m);
@@ -98,7 +96,7 @@ TARGET_AVX512 static void quantize_run_avx512(const float *x, size_t n, float sc
   const __m512 s = _mm512_set1_ps(scale);
   const __m512 hi = _mm512_set1_ps((float)qmax), lo = _mm512_set1_ps((float)-qmax);
   for (size_t i = 0; i < n; i += 16) {
-    __mmask16 k = tail_mask(n - i);
+    __mmask16 k = simd_tail16((int64_t)(n - i));
     __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), s);
     v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
@@ -109,7 +107,7 @@ TARGET_AVX512 static void quantize_run_avx512(const float *x, size_t n, float sc
 TARGET_AVX512 static void dequantize_run_avx512(const int8_t *q, size_t n, float scale, float *x) {
   const __m512 s = _mm512_set1_ps(scale);
   for (size_t i = 0; i < n; i += 16) {
-    __mmask16 k = tail_mask(n - i);
+    __mmask16 k = simd_tail16((int64_t)(n - i));
     __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(k, q + i)));
     _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(v, s));
   }
