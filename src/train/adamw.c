@@ -114,9 +114,7 @@ TARGET_AVX2 static void adamw_range_avx2(float *p, const float *g, float *m, flo
 }
 #endif
 
-typedef void (*adamw_range_fn)(float *, const float *, float *, float *, size_t, const adamw_coef *, int);
-
-static adamw_range_fn adamw_pick(void) {
+adamw_range_fn adamw_range_pick(void) {
 #ifdef SPARQ_HAVE_X86_SIMD
   sparq_isa isa = sparq_isa_active();
   if (isa >= SPARQ_ISA_AVX512) return adamw_range_avx512;
@@ -188,7 +186,7 @@ sparq_status sparq_adamw_step(sparq_adamw_state *st, sparq_param_list *pl, const
   const int64_t t = st->step + 1;
   const adamw_coef c = adamw_coef_make(cfg, lr, t);
   const bool use_decay = c.use_decay;
-  const adamw_range_fn run = adamw_pick();
+  const adamw_range_fn run = adamw_range_pick();
   const size_t total = pl->numel, count = pl->count;
   const sparq_param *items = pl->items;
   float *pd = pl->data, *m = st->exp_avg, *v = st->exp_avg_sq;

@@ -11,6 +11,7 @@
 #include "sparq/coat.h"
 #include "sparq/train.h"
 #include "train/adamw_internal.h"
+#include "train/fp8_group_scan.h"
 #include "train/param_spans.h"
 
 #define G SPARQ_FP8_GROUP
@@ -147,23 +148,6 @@ static void group_store(sparq_fp8_moment *m, size_t gi, const sparq_fp8_group *g
   m->scale[gi] = g->scale, m->k[gi] = g->k, m->c[gi] = g->c;
 }
 
-static uint64_t count_nonfinite(const float *x, size_t n) {
-  uint64_t c = 0;
-  for (size_t i = 0; i < n; i++) c += !isfinite(x[i]);
-  return c;
-}
-
-/* Non-zero FP32 values, and those whose code is a zero (+0 or -0). */
-static void count_zeroed(const float *x, const uint8_t *codes, size_t n, uint64_t *nonzero, uint64_t *zeroed) {
-  uint64_t nz = 0, z = 0;
-  for (size_t i = 0; i < n; i++) {
-    const bool nonz = x[i] != 0.0f;
-    nz += nonz;
-    z += nonz && (codes[i] & 0x7Fu) == 0;
-  }
-  *nonzero = nz, *zeroed = z;
-}
-
 sparq_status sparq_adamw_fp8_step(sparq_adamw_fp8_state *st, sparq_param_list *pl, const sparq_adamw_config *cfg,
                                   float lr) {
   static const char *fn = "sparq_adamw_fp8_step";
@@ -182,6 +166,7 @@ sparq_status sparq_adamw_fp8_step(sparq_adamw_fp8_state *st, sparq_param_list *p
   }
   uint64_t nan_p = 0, nan_m = 0, nan_v = 0, v_flush = 0;
   const size_t ngroups = st->ngroups;
+  const adamw_range_fn run = adamw_range_pick();
 
 #pragma omp parallel if (st->numel >= PARAM_SPANS_PARALLEL_MIN) reduction(+ : nan_p, nan_m, nan_v, v_flush)
   {
@@ -208,11 +193,10 @@ sparq_status sparq_adamw_fp8_step(sparq_adamw_fp8_state *st, sparq_param_list *p
         float *sm = st->shadow->exp_avg + prm->offset + start, *sv = st->shadow->exp_avg_sq + prm->offset + start;
         for (size_t i = 0; i < n; i++) adamw_moments_one(g[i], &sm[i], &sv[i], &c);
       }
-      const int decay = c.use_decay && prm->decay;
-      for (size_t i = 0; i < n; i++) adamw_one(p, g, m, v, i, &c, decay);
-      nan_p += count_nonfinite(p, n);
-      nan_m += count_nonfinite(m, n);
-      nan_v += count_nonfinite(v, n);
+      run(p, g, m, v, n, &c, c.use_decay && prm->decay);
+      nan_p += fp8_count_nonfinite(p, n);
+      nan_m += fp8_count_nonfinite(m, n);
+      nan_v += fp8_count_nonfinite(v, n);
       uint64_t mnz = 0, mz = 0, vnz = 0, vz = 0;
       if (qc->identity) {
         memcpy(st->m32 + at, m, n * sizeof(float));
@@ -224,8 +208,8 @@ sparq_status sparq_adamw_fp8_step(sparq_adamw_fp8_state *st, sparq_param_list *p
         sparq_fp8_quantize_group(v, n, qc->v_format, qc->dre, st->v.codes + at, &gv);
         group_store(&st->m, gi, &gm);
         group_store(&st->v, gi, &gv);
-        count_zeroed(m, st->m.codes + at, n, &mnz, &mz);
-        count_zeroed(v, st->v.codes + at, n, &vnz, &vz);
+        fp8_count_zeroed(m, st->m.codes + at, n, &mnz, &mz);
+        fp8_count_zeroed(v, st->v.codes + at, n, &vnz, &vz);
       }
       v_flush += vz;
 #pragma omp atomic

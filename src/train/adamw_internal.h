@@ -31,6 +31,12 @@ adamw_coef adamw_coef_make(const sparq_adamw_config *cfg, float lr, int64_t t);
 /* sparq_adamw_step's argument checks, with `fn` naming the caller. */
 sparq_status adamw_check_hyper(const char *fn, const sparq_adamw_config *cfg, float lr);
 
+/* adamw_one over n elements, the widest ISA's version (adamw.c): every
+ * version runs adamw_one's roundings, so any of them gives the same bits. */
+typedef void (*adamw_range_fn)(float *p, const float *g, float *m, float *v, size_t n, const adamw_coef *c,
+                               int decay);
+adamw_range_fn adamw_range_pick(void);
+
 /* The moments' part of one element: m, v updated in place. */
 static inline __attribute__((always_inline)) void adamw_moments_one(float gi, float *mi, float *vi,
                                                                     const adamw_coef *c) {

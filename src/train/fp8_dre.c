@@ -1,7 +1,8 @@
 /* Per-group FP8 quantisation of optimizer states, plain or with COAT's
  * Dynamic Range Expansion (spec coat-fp8.md section 3; coat.h documents the
  * formulas). One group is at most 128 elements, so the work arrays live on
- * the stack. powf per element is the cost of DRE, as the spec accepts.
+ * the stack. The power function is dre_pow (fp8_dre_pow.h), not libm's
+ * powf, so that the element-wise maps have AVX-512 twins with the same bits.
  *
  * Two deliberate departures from the released kernel, both for the
  * invariants of spec 9.3:
@@ -17,14 +18,14 @@
  *    only for R < 2^(log2(100352) / 4096) ~ 1.0028.
  *
  * 2. The largest element comes back exactly. Dequantising the max code
- *    computes fl(c * P) with P = powf(FMT_MAX * scale, 1/k), which after the
- *    roundings of mx / c, powf, the division by FMT_MAX and the products is
+ *    computes fl(c * P) with P = pow(FMT_MAX * scale, 1/k), which after the
+ *    roundings of mx / c, the power, the division by FMT_MAX and the products is
  *    a few ulps away from max|x| (more for k < 1, which amplifies them).
  *    The codes y / scale = FMT_MAX (|x| / mx)^k do not depend on c and
  *    scale beyond FP32 rounding as long as scale = P^k / FMT_MAX with
  *    P = mx / c, so the quantiser picks c within 16 ulps of the formula
  *    value and a float P within 2 ulps of mx / c whose product rounds to
- *    max|x| exactly, then bisects for the scale whose powf gives exactly
+ *    max|x| exactly, then bisects for the scale whose power gives exactly
  *    that P (for k >= 1 P moves by less than an ulp per ulp of scale, so
  *    one exists). Every code is computed with the final pair; the max still
  *    lands on FMT_MAX (the scale moves by at most ~k * 2^-20 relative, and
@@ -41,8 +42,12 @@
 #include <string.h>
 
 #include "num/float_bits.h"
+#include "sparq/base.h"
 #include "sparq/coat.h"
 #include "sparq/num.h"
+#include "train/fp8_dre_internal.h"
+#include "train/fp8_dre_pow.h"
+#include "train/fp8_group_scan.h"
 
 #define DRE_RANGE 100352.0 /* 448^2 / 2: the kernel's target range R^k, for both formats */
 #define DRE_K_MAX 4096.0f
@@ -70,12 +75,64 @@ static void decode_n(sparq_fp8_format fmt, const uint8_t *codes, float *x, size_
   else sparq_e4m3_to_f32_n(codes, x, n);
 }
 
+float dre_pow_ref(float x, float e) { return dre_pow_body(x, e); }
+
+#ifdef SPARQ_HAVE_X86_SIMD
+/* The same body with hardware fma (libm's fma gives the same bits). */
+__attribute__((target("fma"))) static float dre_pow_fma(float x, float e) { return dre_pow_body(x, e); }
+#endif
+
+float dre_pow(float x, float e) {
+#ifdef SPARQ_HAVE_X86_SIMD
+  if (sparq_isa_active() >= SPARQ_ISA_AVX2) return dre_pow_fma(x, e);
+#endif
+  return dre_pow_body(x, e);
+}
+
 /* The one dequantisation formula, shared by the decoder and the quantiser's
  * max check so both round identically. */
 static inline float dre_decode(float q, float scale, float inv_k, float c) {
   const float y = q * scale;
-  const float mag = powf(fabsf(y), inv_k) * c;
+  const float mag = dre_pow(fabsf(y), inv_k) * c;
   return copysignf(mag, y);
+}
+
+void dre_decode_n_ref(float *x, size_t n, float scale, float inv_k, float c) {
+  for (size_t i = 0; i < n; i++) {
+    const float y = x[i] * scale;
+    const float mag = dre_pow_ref(fabsf(y), inv_k) * c;
+    x[i] = copysignf(mag, y);
+  }
+}
+
+void dre_decode_n(float *x, size_t n, float scale, float inv_k, float c) {
+#ifdef SPARQ_HAVE_X86_SIMD
+  if (sparq_isa_active() >= SPARQ_ISA_AVX512) {
+    dre_decode_n_avx512(x, n, scale, inv_k, c);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) x[i] = dre_decode(x[i], scale, inv_k, c);
+}
+
+void dre_expand_n_ref(const float *x, float *y, size_t n, float c, float k, float scale) {
+  for (size_t i = 0; i < n; i++) {
+    const float e = dre_pow_ref(fabsf(x[i]) / c, k);
+    y[i] = copysignf(e, x[i]) / scale;
+  }
+}
+
+void dre_expand_n(const float *x, float *y, size_t n, float c, float k, float scale) {
+#ifdef SPARQ_HAVE_X86_SIMD
+  if (sparq_isa_active() >= SPARQ_ISA_AVX512) {
+    dre_expand_n_avx512(x, y, n, c, k, scale);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; i++) {
+    const float e = dre_pow(fabsf(x[i]) / c, k);
+    y[i] = copysignf(e, x[i]) / scale;
+  }
 }
 
 void sparq_fp8_dequantize_group(const uint8_t *codes, size_t n, sparq_fp8_format fmt, const sparq_fp8_group *g,
@@ -85,21 +142,7 @@ void sparq_fp8_dequantize_group(const uint8_t *codes, size_t n, sparq_fp8_format
     for (size_t i = 0; i < n; i++) x[i] = x[i] * g->scale;
     return;
   }
-  const float inv_k = 1.0f / g->k;
-  for (size_t i = 0; i < n; i++) x[i] = dre_decode(x[i], g->scale, inv_k, g->c);
-}
-
-/* max|x| and the smallest non-zero |x| (0 when all are zero). NaNs are
- * skipped (they become NaN codes on their own). */
-static void abs_range(const float *x, size_t n, float *amax, float *amin) {
-  float hi = 0.0f, lo = INFINITY;
-  for (size_t i = 0; i < n; i++) {
-    const float a = fabsf(x[i]);
-    if (a > hi) hi = a;
-    if (a != 0.0f && a < lo) lo = a;
-  }
-  *amax = hi;
-  *amin = lo == INFINITY ? 0.0f : lo;
+  dre_decode_n(x, n, g->scale, 1.0f / g->k, g->c);
 }
 
 static void quantize_plain(const float *x, size_t n, sparq_fp8_format fmt, float amax, uint8_t *codes,
@@ -127,30 +170,30 @@ static float nudge(float x, int ulps) {
   return x;
 }
 
-/* A positive scale s near s0 with powf(fmax * s, inv_k) == p, found by
+/* A positive scale s near s0 with dre_pow(fmax * s, inv_k) == p, found by
  * bisection over the bit patterns of s (the map is non-decreasing: the
- * product's rounding is monotone and powf very nearly so, so the
+ * product's rounding is monotone and dre_pow very nearly so, so the
  * neighbours of the bisection's answer are tried too). 0 if none. */
 static float scale_for(float p, float fmax, float inv_k, float s0, float k) {
   const float w = (8.0f * (k > 1.0f ? k : 1.0f) + 8.0f) * 0x1p-23f;
   uint32_t lo = f32_bits(s0 * (1.0f - w)), hi = f32_bits(s0 * (1.0f + w));
   if (!(s0 * (1.0f + w) < INFINITY) || lo == 0) return 0.0f;
-  while (lo < hi) { /* the first s with powf(fmax * s, inv_k) >= p */
+  while (lo < hi) { /* the first s with dre_pow(fmax * s, inv_k) >= p */
     const uint32_t mid = lo + (hi - lo) / 2;
-    if (powf(fmax * bits_f32(mid), inv_k) >= p) hi = mid;
+    if (dre_pow(fmax * bits_f32(mid), inv_k) >= p) hi = mid;
     else lo = mid + 1;
   }
   for (int d = 0; d < 5; d++) {
     const uint32_t u = lo + (uint32_t)(d % 2 ? (d + 1) / 2 : 0) - (uint32_t)(d % 2 ? 0 : d / 2);
     const float sc = bits_f32(u);
-    if (sc > 0.0f && powf(fmax * sc, inv_k) == p) return sc;
+    if (sc > 0.0f && dre_pow(fmax * sc, inv_k) == p) return sc;
   }
   return 0.0f;
 }
 
 /* Replaces (c, scale) by a pair within a few ulps of c and of p = mx / c
  * whose dequantised max code is `target` exactly (first pass: c and p with
- * fl(p c) = target, then the scale that makes powf(FMT_MAX scale, 1/k) = p)
+ * fl(p c) = target, then the scale that makes dre_pow(FMT_MAX scale, 1/k) = p)
  * or, failing that, within one ulp of it (second pass: fl(p c) one ulp
  * away). Keeps the pair when neither pass finds one. */
 static void fit_max(float target, float fmax, float k, float *c, float *scale) {
@@ -184,7 +227,7 @@ void sparq_fp8_quantize_group(const float *x, size_t n, sparq_fp8_format fmt, bo
   }
   if (n > SPARQ_FP8_GROUP) n = SPARQ_FP8_GROUP; /* documented bound; never read past a group */
   float amax, amin;
-  abs_range(x, n, &amax, &amin);
+  fp8_abs_range(x, n, &amax, &amin);
   if (!dre || !isfinite(amax)) {
     quantize_plain(x, n, fmt, amax, codes, g);
     return;
@@ -198,13 +241,10 @@ void sparq_fp8_quantize_group(const float *x, size_t n, sparq_fp8_format fmt, bo
   const float mx = amax + DRE_OFFSET, mn = amin + DRE_OFFSET;
   const float k = dre_k(mx, mn);
   float c = sqrtf(mx) * sqrtf(mn);
-  float scale = powf(mx / c, k) / fmax;
+  float scale = dre_pow(mx / c, k) / fmax;
   if (mx == amax) fit_max(amax, fmax, k, &c, &scale);
   float y[SPARQ_FP8_GROUP];
-  for (size_t i = 0; i < n; i++) {
-    const float e = powf(fabsf(x[i]) / c, k);
-    y[i] = copysignf(e, x[i]) / scale;
-  }
+  dre_expand_n(x, y, n, c, k, scale);
   encode_n(fmt, y, codes, n);
   *g = (sparq_fp8_group){.scale = scale, .k = k, .c = c};
 }
