@@ -1,7 +1,7 @@
 # COAT (spec coat-fp8.md) from the command line: `train lm` with the FP8
 # optimizers and FP8 activations, its checkpoint's F8 tensors, stop and
-# resume, the memory ledger line, `bench coat` on a tiny configuration, and
-# the flag checks. Uses sparq_cli_test() from cli_core_tests.cmake.
+# resume, the memory ledger line, `bench coat` and `bench optim` on a tiny
+# configuration, and the flag checks. Uses sparq_cli_test() from cli_core_tests.cmake.
 set(COAT_RUN ${SPARQ_TEST_TMP}/coat-act)
 set(COAT_TINY --layers 2 --heads 2 --dim 32 --seq 16 --batch 4 --warmup 2 --eval-batches 1)
 
@@ -31,6 +31,10 @@ set_tests_properties(cli_train_coat_resume PROPERTIES DEPENDS cli_train_coat_res
 sparq_cli_test(bench_coat_tiny 0 ARGS --threads 1 bench coat --out ${SPARQ_TEST_TMP}/bench-coat --layers 1 --dim 32
   --heads 2 --seq 16 --batch 4 --steps 4 --warmup 1 --eval-every 2 --eval-batches 1
   STDOUT_REGEX "\\| fp32 \\| [0-9.]+ \\| \\+0.00% .*\\| fp8-nodre \\| .*\\| coat \\| .*\\| coat-act \\| [0-9.]+ \\| [+-][0-9.]+% \\| [0-9.]+ MB \\([0-9.]+x\\)")
+
+sparq_cli_test(bench_optim_tiny 0 ARGS --threads 1 bench optim --layers 1 --dim 32 --heads 2 --seq 16 --reps 2 --json
+  STDOUT_REGEX "\"optim\":\"adamw\".*\"vs_adamw\":1.000.*\"optim\":\"adamw-fp8-nodre\".*\"optim\":\"adamw-fp8\",\"params\":[0-9]+")
+sparq_cli_test(bench_optim_bad_reps 2 ARGS bench optim --reps 0 STDERR_REGEX "reps")
 
 sparq_cli_test(train_fp8_shadow_needs_fp8 2 ARGS train lm --fp8-shadow --out ${SPARQ_TEST_TMP}/coat-bad
   STDERR_REGEX "--fp8-shadow.*adamw-fp8")

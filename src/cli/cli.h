@@ -87,6 +87,8 @@ int cli_bench_svg(int argc, char **argv);
 int cli_bench_remoe(int argc, char **argv);
 /* spec coat-fp8.md section 8's protocol, one child process per run (cli_bench_coat.c). */
 int cli_bench_coat(int argc, char **argv);
+/* one optimizer step of FP32 AdamW, plain FP8 and DRE FP8, interleaved (cli_bench_optim.c). */
+int cli_bench_optim(int argc, char **argv);
 
 /* Byte-level LM training (cli_train.c); the demo and bench train reuse it. */
 typedef struct cli_lm_flags {

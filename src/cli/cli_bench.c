@@ -105,7 +105,7 @@ static int finish(int rc, FILE *jsonl, const char *path) {
 
 int cli_bench(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "sparq bench: which benchmark? (peak, gemm, attn, vnm, train, svg, remoe or coat)\n");
+    fprintf(stderr, "sparq bench: which benchmark? (peak, gemm, attn, vnm, train, svg, remoe, coat or optim)\n");
     cli_usage("bench", false);
     return CLI_USAGE;
   }
@@ -135,6 +135,7 @@ int cli_bench(int argc, char **argv) {
   if (!strcmp(what, "svg")) return cli_bench_svg(argc - 1, argv + 1);
   if (!strcmp(what, "remoe")) return cli_bench_remoe(argc - 1, argv + 1);
   if (!strcmp(what, "coat")) return cli_bench_coat(argc - 1, argv + 1);
+  if (!strcmp(what, "optim")) return cli_bench_optim(argc - 1, argv + 1);
   fprintf(stderr, "sparq bench: unknown benchmark '%s'\n", what);
   cli_usage("bench", false);
   return CLI_USAGE;
