@@ -482,6 +482,8 @@ static void test_threads_bit_identical(void **state) {
   make_batch(x, y, N, c.vocab_size, 4);
   const int before = sparq_threads();
   sparq_gpt *g1 = make_model(&c, true), *g2 = make_model(&c, true);
+  sparq_gpt_set_fp8_act_stats(g1, true);
+  sparq_gpt_set_fp8_act_stats(g2, true);
   sparq_set_threads(1);
   const float l1 = step(g1, x, y, B, T);
   sparq_set_threads(2);
@@ -490,6 +492,15 @@ static void test_threads_bit_identical(void **state) {
   assert_int_equal(f32_bits(l1), f32_bits(l2));
   const sparq_param_list *p1 = sparq_gpt_params(g1), *p2 = sparq_gpt_params(g2);
   assert_true(same_bits(p1->grad, p2->grad, p1->numel));
+  /* the sampled statistics too (summed per row in parallel, then in row order) */
+  sparq_gpt_act_stat s1[SPARQ_GPT_ACT_KINDS], s2[SPARQ_GPT_ACT_KINDS];
+  assert_int_equal(sparq_gpt_fp8_act_stats(g1, s1), SPARQ_OK);
+  assert_int_equal(sparq_gpt_fp8_act_stats(g2, s2), SPARQ_OK);
+  for (int k = 0; k < SPARQ_GPT_ACT_KINDS; k++) {
+    assert_memory_equal(&s1[k].rel_mse, &s2[k].rel_mse, sizeof(double));
+    assert_memory_equal(&s1[k].saturated, &s2[k].saturated, sizeof(double));
+    assert_int_equal(s1[k].elements, s2[k].elements);
+  }
   free(x), free(y);
   sparq_gpt_free(g1);
   sparq_gpt_free(g2);

@@ -39,26 +39,52 @@ static float group_scaled_absmax(const sparq_gpt *g, const float *x, size_t rows
   return sparq_fp8_scaled_absmax_reduce(gmax, rows * ng);
 }
 
-/* x' = dec(q) scale, elementwise; the reference value the statistics and
- * the tests compare against. */
+/* One row's part of the statistics: squared error of x' = dec(q) scale
+ * against x, squared reference, saturated codes (non-finite x skipped). */
+typedef struct {
+  double err2, ref2;
+  int64_t sat;
+} row_stats;
+
+static row_stats stats_row(const float *x, const gpt_fp8_tensor *t, size_t r) {
+  const size_t cols = t->cols, ng = groups_of(cols);
+  row_stats o = {0, 0, 0};
+  for (size_t c = 0; c < cols; c++) {
+    const size_t i = r * cols + c;
+    const float s = t->group ? t->scales[r * ng + c / SPARQ_FP8_ACT_GROUP] : t->scales[0];
+    const float d = sparq_e4m3_to_f32(t->q[i]);
+    if (!isfinite(x[i])) continue;
+    const double e = (double)(d * s) - (double)x[i];
+    o.err2 += e * e;
+    o.ref2 += (double)x[i] * (double)x[i];
+    o.sat += fabsf(d) == 448.0f;
+  }
+  return o;
+}
+
+/* The statistics of one saved tensor (sampled steps only). Rows run in
+ * parallel into per-row sums that are then added in row order, so the
+ * result does not depend on the thread count. */
 static void stats_add(sparq_gpt *g, sparq_gpt_act_kind kind, const float *x, const gpt_fp8_tensor *t, size_t rows) {
   gpt_fp8_stat_acc *a = &g->fp8_stats[kind];
-  const size_t cols = t->cols, ng = groups_of(cols);
+  row_stats *part = sparq_alloc(rows * sizeof *part, "FP8 activation statistics");
   double err2 = 0, ref2 = 0;
   int64_t sat = 0;
-  for (size_t r = 0; r < rows; r++)
-    for (size_t c = 0; c < cols; c++) {
-      const size_t i = r * cols + c;
-      const float s = t->group ? t->scales[r * ng + c / SPARQ_FP8_ACT_GROUP] : t->scales[0];
-      const float d = sparq_e4m3_to_f32(t->q[i]);
-      if (!isfinite(x[i])) continue;
-      const double e = (double)(d * s) - (double)x[i];
-      err2 += e * e;
-      ref2 += (double)x[i] * (double)x[i];
-      sat += fabsf(d) == 448.0f;
+  if (part) {
+#pragma omp parallel if (rows * t->cols >= PAR_MIN)
+    {
+      sparq_thread_set_ftz();
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < (int64_t)rows; r++) part[r] = stats_row(x, t, (size_t)r);
     }
+  }
+  for (size_t r = 0; r < rows; r++) {
+    const row_stats o = part ? part[r] : stats_row(x, t, r); /* serial when the buffer is not to be had */
+    err2 += o.err2, ref2 += o.ref2, sat += o.sat;
+  }
+  sparq_free(part);
   a->err2 += err2, a->ref2 += ref2, a->saturated += sat;
-  a->tensors += 1, a->elements += (int64_t)(rows * cols);
+  a->tensors += 1, a->elements += (int64_t)(rows * t->cols);
 }
 
 void gpt_fp8_save(sparq_gpt *g, gpt_fp8_tensor *t, const float *x, size_t rows, sparq_gpt_act_kind kind) {
