@@ -72,7 +72,7 @@ typedef struct sparq_fp8_group {
  *     k and could push the smallest element below E4M3's range.
  *   - c is then moved by at most 16 ulps and the scale by about k ulps, so
  *     that the largest element dequantises to exactly max|x| (spec 9.3: the
- *     FP32 roundings of powf, the division and the products would leave it
+ *     FP32 roundings of the power, the division and the products would leave it
  *     a few ulps off). In under 0.1% of groups no such pair exists near the
  *     formula values; the max then comes back one ulp off. The codes are
  *     computed with the final c and scale. The fit needs
@@ -84,8 +84,13 @@ void sparq_fp8_quantize_group(const float *x, size_t n, sparq_fp8_format fmt, bo
                               sparq_fp8_group *g);
 
 /* x[0..n) = the dequantised group: dec(code) scale when k = 1 and c = 1,
- * else sign(y') powf(|y'|, 1 / k) c with y' = dec(code) scale. A zero code
- * gives 0 (of the code's sign). */
+ * else sign(y') pow(|y'|, 1 / k) c with y' = dec(code) scale. A zero code
+ * gives 0 (of the code's sign).
+ * Every power in this codec is sparq's own (src/train/fp8_dre_pow.h):
+ * evaluated in double and rounded once to float, so it is the correctly
+ * rounded power but for arguments within ~1e-13 of a rounding boundary,
+ * and the scalar and AVX-512 paths give the same bits: codes, group
+ * parameters and dequantised values do not depend on the ISA. */
 void sparq_fp8_dequantize_group(const uint8_t *codes, size_t n, sparq_fp8_format fmt, const sparq_fp8_group *g,
                                 float *x);
 
