@@ -17,13 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "num/float_bits.h"
 #include "sparq/sparq.h"
-
-static uint32_t f32_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
 
 static uint8_t enc(sparq_fp8_format f, float x) {
   return f == SPARQ_FP8_E5M2 ? sparq_e5m2_from_f32(x) : sparq_e4m3_from_f32(x);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "num/float_bits.h"
 #include "sparq/sparq.h"
 #include "train/fp8_dre_internal.h"
 #include "train/fp8_group_scan.h"
@@ -27,23 +28,11 @@
 #include <immintrin.h>
 #endif
 
-static uint32_t bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static float from_bits(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-
 /* Bit equality, with every NaN equal to every NaN. */
-static bool same(float a, float b) { return (isnan(a) && isnan(b)) || bits(a) == bits(b); }
+static bool same(float a, float b) { return (isnan(a) && isnan(b)) || f32_bits(a) == f32_bits(b); }
 
 /* Distance in units in the last place between two finite floats of one sign. */
-static int64_t ulps(float a, float b) { return llabs((int64_t)bits(a) - (int64_t)bits(b)); }
+static int64_t ulps(float a, float b) { return llabs((int64_t)f32_bits(a) - (int64_t)f32_bits(b)); }
 
 static bool simd_available(void) {
 #ifdef SPARQ_HAVE_X86_SIMD
@@ -139,7 +128,7 @@ static void fill_mixed(sparq_rng *rng, float *x, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const uint32_t pick = sparq_rng_u32(rng) % 8;
     if (pick == 0) x[i] = sp[sparq_rng_u32(rng) % ns];
-    else if (pick == 1) x[i] = from_bits(sparq_rng_u32(rng)); /* any bit pattern */
+    else if (pick == 1) x[i] = bits_f32(sparq_rng_u32(rng)); /* any bit pattern */
     else x[i] = (sparq_rng_uniform(rng) - 0.5f) * powf(10.0f, 8.0f * sparq_rng_uniform(rng) - 6.0f);
   }
 }

@@ -25,19 +25,8 @@
 
 #include "sparq/base.h"
 #include "sparq/num.h"
+#include "num/float_bits.h"
 #include "num_test_util.h"
-
-static uint32_t f32_bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
 
 /* ------------------------------------------------------- codecs under test */
 

@@ -90,7 +90,9 @@ float dre_pow(float x, float e) {
 }
 
 /* The one dequantisation formula, shared by the decoder and the quantiser's
- * max check so both round identically. */
+ * max check so both round identically. dre_pow gives dre_pow_ref's bits
+ * (the FMA build of the same body), so the scalar maps below are the
+ * references of the AVX-512 twins. */
 static inline float dre_decode(float q, float scale, float inv_k, float c) {
   const float y = q * scale;
   const float mag = dre_pow(fabsf(y), inv_k) * c;
@@ -98,11 +100,7 @@ static inline float dre_decode(float q, float scale, float inv_k, float c) {
 }
 
 void dre_decode_n_ref(float *x, size_t n, float scale, float inv_k, float c) {
-  for (size_t i = 0; i < n; i++) {
-    const float y = x[i] * scale;
-    const float mag = dre_pow_ref(fabsf(y), inv_k) * c;
-    x[i] = copysignf(mag, y);
-  }
+  for (size_t i = 0; i < n; i++) x[i] = dre_decode(x[i], scale, inv_k, c);
 }
 
 void dre_decode_n(float *x, size_t n, float scale, float inv_k, float c) {
@@ -112,12 +110,12 @@ void dre_decode_n(float *x, size_t n, float scale, float inv_k, float c) {
     return;
   }
 #endif
-  for (size_t i = 0; i < n; i++) x[i] = dre_decode(x[i], scale, inv_k, c);
+  dre_decode_n_ref(x, n, scale, inv_k, c);
 }
 
 void dre_expand_n_ref(const float *x, float *y, size_t n, float c, float k, float scale) {
   for (size_t i = 0; i < n; i++) {
-    const float e = dre_pow_ref(fabsf(x[i]) / c, k);
+    const float e = dre_pow(fabsf(x[i]) / c, k);
     y[i] = copysignf(e, x[i]) / scale;
   }
 }
@@ -129,10 +127,7 @@ void dre_expand_n(const float *x, float *y, size_t n, float c, float k, float sc
     return;
   }
 #endif
-  for (size_t i = 0; i < n; i++) {
-    const float e = dre_pow(fabsf(x[i]) / c, k);
-    y[i] = copysignf(e, x[i]) / scale;
-  }
+  dre_expand_n_ref(x, y, n, c, k, scale);
 }
 
 void sparq_fp8_dequantize_group(const uint8_t *codes, size_t n, sparq_fp8_format fmt, const sparq_fp8_group *g,
